@@ -1,0 +1,1 @@
+"""The RewardModelUpdate API: pydantic models, conditions and CRD generation."""

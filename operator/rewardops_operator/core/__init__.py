@@ -1,0 +1,1 @@
+"""The pure reconcile core: no I/O, no kopf, no kubernetes client."""
