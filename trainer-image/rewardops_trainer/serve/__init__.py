@@ -1,0 +1,1 @@
+"""The reference reward-model server: ``rewardops-trainer serve`` (see docs/serving.md)."""
