@@ -35,7 +35,6 @@ class S3Server:
         # Through the S3 API: rclone caches directory listings, so a folder made on disk
         # behind its back may stay invisible.
         from minio import Minio
-
         from minio.error import S3Error
 
         client = Minio(self.endpoint, self.access_key, self.secret_key, secure=False)

@@ -32,6 +32,7 @@ def test_status_change_moves_transition_time_and_keeps_order() -> None:
     )
     assert [c.type for c in conditions] == ["Trained", "Ready"]
     trained = find(conditions, "Trained")
-    assert trained is not None and trained.last_transition_time == T1
+    assert trained is not None
+    assert trained.last_transition_time == T1
     assert not is_true(conditions, "Trained")
     assert find(conditions, "Missing") is None

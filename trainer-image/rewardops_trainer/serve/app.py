@@ -118,8 +118,13 @@ async def _load_in_background(app: web.Application, load: Loader) -> None:
             _fail(state, error)
             return
     metrics.model.info(
-        {"uri": loaded.uri, "digest": loaded.digest, "version": loaded.version,
-         "device": loaded.device, "server_version": __version__}
+        {
+            "uri": loaded.uri,
+            "digest": loaded.digest,
+            "version": loaded.version,
+            "device": loaded.device,
+            "server_version": __version__,
+        }
     )
 
     def observed(prompts: Sequence[str], responses: Sequence[str]) -> Sequence[float]:
@@ -141,7 +146,11 @@ async def _load_in_background(app: web.Application, load: Loader) -> None:
     metrics.ready.set(1)
     log.info(
         "ready: %s (version %s, digest %s) on %s in %.1fs",
-        loaded.uri, loaded.version, loaded.digest, loaded.device, time.monotonic() - started,
+        loaded.uri,
+        loaded.version,
+        loaded.digest,
+        loaded.device,
+        time.monotonic() - started,
     )
 
 

@@ -69,7 +69,11 @@ def check_against_report(files: Mapping[str, str], report: Report) -> None:
     changed = sorted(p for p in set(expected) & set(actual) if expected[p] != actual[p])
     problems = [
         f"{label}: {', '.join(paths[:5])}"
-        for label, paths in (("missing", missing), ("not in report", extra), ("digest differs", changed))
+        for label, paths in (
+            ("missing", missing),
+            ("not in report", extra),
+            ("digest differs", changed),
+        )
         if paths
     ]
     if problems:
@@ -126,7 +130,9 @@ def load_model(source: ModelSource) -> LoadedModel:
     model, tokenizer = reward_model.load_reward_model(path, device=device, dtype=dtype)
     # Longer inputs than the position table would fail every forward they share a batch with.
     positions = getattr(model.config, "max_position_embeddings", None)
-    max_length = min(source.max_length, positions) if isinstance(positions, int) else source.max_length
+    max_length = (
+        min(source.max_length, positions) if isinstance(positions, int) else source.max_length
+    )
 
     def scorer(prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         scores = reward_model.score(

@@ -1,0 +1,61 @@
+"""What a driver observed about the world, handed to the pure core.
+
+The kopf driver fills these from the Kubernetes API, the local driver from local processes;
+the core cannot tell which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from rewardops_trainer.contract import Report
+
+
+@dataclass(frozen=True)
+class JobState:
+    name: str
+    active: int = 0
+    succeeded: bool = False
+    failed: bool = False
+    suspended: bool = False
+    #: Why it failed: the Job condition's reason/message and the trainer's termination message.
+    message: str = ""
+    exit_code: int | None = None
+
+
+@dataclass(frozen=True)
+class ReportState:
+    """The run's report.json: the report, or why it could not be read."""
+
+    report: Report | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DeploymentState:
+    name: str
+    generation: int
+    observed_generation: int
+    desired_replicas: int
+    updated_replicas: int
+    available_replicas: int
+    #: The Deployment's Progressing condition says ProgressDeadlineExceeded.
+    progress_deadline_exceeded: bool
+    #: Names of the pod template's containers, in order.
+    containers: tuple[str, ...]
+    #: The current value of the model env var in the serving container (None if unset).
+    model_uri: str | None
+    #: Who holds the promotion lock (annotation rewardops.dev/promotion-lock), if anyone.
+    lock_holder: str | None = None
+
+
+@dataclass(frozen=True)
+class Observations:
+    now: datetime
+    #: None: no Job by the status's job name exists (or none was expected yet).
+    job: JobState | None = None
+    #: None: not looked for (the Job has not succeeded) or not found yet.
+    report: ReportState | None = None
+    #: None: the serving Deployment does not exist.
+    deployment: DeploymentState | None = None
