@@ -6,7 +6,10 @@ GPT-2-style model gets a small byte-level BPE tokenizer trained here on a few se
 
 from __future__ import annotations
 
+import json
+import random
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -95,3 +98,34 @@ def make_tiny_gpt2(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: in
     )
     GPT2ForSequenceClassification(config).save_pretrained(out_dir)
     return out_dir
+
+
+_TOPICS = ["password", "invoice", "shipping", "refund", "account", "printer", "router", "login"]
+_GOOD = ["thanks for asking, here is a clear fix", "happy to help: follow these steps", "sure, glad to explain"]
+_BAD = ["no idea, go away", "that is a stupid question", "figure it out yourself"]
+
+
+def planted_pairs(count: int, *, seed: int = 0, rules: Sequence[str] = ("click", "rating")) -> list[dict[str, object]]:
+    """Pair rows with a learnable preference: polite answers beat rude ones."""
+    rng = random.Random(seed)
+    rows: list[dict[str, object]] = []
+    for i in range(count):
+        topic = rng.choice(_TOPICS)
+        rows.append(
+            {
+                "prompt": f"question {i}: my {topic} does not work, what now?",
+                "chosen": f"{rng.choice(_GOOD)} about the {topic}.",
+                "rejected": f"{rng.choice(_BAD)} {topic} " + "x" * rng.randint(0, 40),
+                "weight": rng.choice([0.5, 1.0, 2.0]),
+                "margin": 0.0,
+                "rule": rules[i % len(rules)],
+                "prompt_id": f"p{i}",
+            }
+        )
+    return rows
+
+
+def write_pairs(path: Path, rows: Sequence[dict[str, object]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return path

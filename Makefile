@@ -1,0 +1,27 @@
+# The two quick-start commands: `make demo` and `make test`. Both set everything up first.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck unit crd
+
+setup:
+	@bash scripts/setup.sh $(VENV)
+
+demo: setup
+	$(BIN)/rewardops demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+unit: setup
+	$(BIN)/python -m pytest -q tests/unit
+
+test: lint typecheck
+	$(BIN)/python -m pytest -q -ra
+
+crd: setup
+	$(BIN)/rewardops crd -o crds/rewardops.dev_rewardmodelupdates.yaml
