@@ -69,3 +69,121 @@ def crd(output: Path | None) -> None:
         click.echo(text, nl=False)
     else:
         output.write_text(text)
+
+
+@main.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rewardops-store"),
+    show_default=True,
+    help="Directory that stands in for object storage: s3://bucket/key is read and written "
+    "as STORE/bucket/key. Ignored with --s3-endpoint.",
+)
+@click.option(
+    "--s3-endpoint",
+    help="Use this real S3 endpoint (host:port) instead of --store; credentials from "
+    "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.",
+)
+@click.option("--s3-secure/--s3-insecure", default=True, show_default=True, help="TLS to S3.")
+@click.option(
+    "--serve-port",
+    type=click.IntRange(1, 65535),
+    default=8780,
+    show_default=True,
+    help="Local port of the serving 'Deployment' (the next ports for further Deployments).",
+)
+@click.option(
+    "--served-model",
+    help="The model in production when the run starts (URI); the baseline the candidate "
+    "must beat and, without training.baseModelUri, the model to fine-tune.",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rewardops-run"),
+    show_default=True,
+    help="Where logs and the final statuses (status/NAME.yaml) are written.",
+)
+@click.option("--approve", is_flag=True, help="Approve promotion of updates in Manual mode.")
+def run(
+    *,
+    file: Path,
+    store: Path,
+    s3_endpoint: str | None,
+    s3_secure: bool,
+    serve_port: int,
+    served_model: str | None,
+    work_dir: Path,
+    approve: bool,
+) -> None:
+    """Run the RewardModelUpdates in FILE to the end on this machine, with no cluster.
+
+    The same reconcile core as the operator drives each update: the training Job is a local
+    `rewardops-trainer train` process, the serving Deployment a local reference scorer on
+    --serve-port that a rollout switches to the new model only once it is ready. Progress,
+    the gate table and the final status (saved as YAML under --work-dir) are printed.
+
+    Exit codes: 0 promoted (Succeeded); 10 Rejected by the gates; 11 RolledBack; 12 Failed;
+    13 waiting for approval (Manual mode without --approve); 1 invalid input; 130 interrupted
+    (the trainer is stopped and the served model left as it was).
+    """
+    from rewardops_operator.local.console import status_yaml
+    from rewardops_operator.local.runner import (
+        EXIT_INTERRUPTED,
+        RunOptions,
+        exit_code,
+        load_updates,
+        run_updates,
+    )
+
+    updates = load_updates(file)
+    options = RunOptions(
+        store=store,
+        work_dir=work_dir,
+        serve_port=serve_port,
+        served_model=served_model,
+        s3_endpoint=s3_endpoint,
+        s3_secure=s3_secure,
+        approve=approve,
+    )
+    try:
+        items = run_updates(updates, options)
+    except KeyboardInterrupt:
+        click.echo("interrupted: trainer stopped, served model unchanged", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    for item in items:
+        click.echo(f"--- {item.name}\n{status_yaml(item.status)}", nl=False)
+    sys.exit(exit_code(items))
+
+
+@main.command()
+@click.option(
+    "--dir",
+    "directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("rewardops-demo"),
+    show_default=True,
+    help="Where the demo writes everything (made afresh on each run).",
+)
+@click.option(
+    "--quick", is_flag=True, help="A tiny random model and less data: seconds, not minutes."
+)
+@click.option("--serve-port", type=click.IntRange(1, 65535), default=8790, show_default=True)
+def demo(directory: Path, quick: bool, serve_port: int) -> None:
+    """Play three updates end to end on this machine, with nothing prepared.
+
+    Seeds synthetic telemetry (with PII, malformed lines and events without consent), a golden
+    set and the bundled MiniLM reward model, then runs: one update that improves on the
+    served model and is promoted; one trained on poisoned feedback that the gates reject; one
+    whose artifact is damaged before promotion, so the rollout stalls and is rolled back. Ends
+    with a summary and leaves every file for inspection under --dir.
+    """
+    from rewardops_operator.local.demo import run_demo
+
+    items = run_demo(directory, quick=quick, serve_port=serve_port)
+    expected = ["Succeeded", "Rejected", "RolledBack"]
+    if [str(item.status.phase) for item in items] != expected:
+        click.echo("the demo did not end as designed; see the statuses above", err=True)
+        sys.exit(1)
