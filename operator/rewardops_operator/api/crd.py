@@ -90,12 +90,12 @@ def structural(node: JSONSchema, defs: dict[str, JSONSchema]) -> JSONSchema:
         if len(typed) != 1:
             raise ValueError(f"cannot express a union of {len(typed)} types structurally: {node}")
         merged = {**typed[0], **{k: v for k, v in node.items() if k != "anyOf"}}
-        out = structural(merged, defs)
+        optional = structural(merged, defs)
         if len(typed) < len(options):
-            out["nullable"] = True
-        if out.get("default", 0) is None:
-            del out["default"]
-        return out
+            optional["nullable"] = True
+        if optional.get("default", 0) is None:
+            del optional["default"]
+        return optional
     if "const" in node:
         node = {**node, "enum": [node["const"]]}
     if "enum" in node and "type" not in node:

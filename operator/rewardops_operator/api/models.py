@@ -317,8 +317,8 @@ class ObjectMeta(BaseModel):
 
 
 class RewardModelUpdate(ApiModel):
-    api_version: Literal["rewardops.dev/v1alpha1"] = API_VERSION
-    kind: Literal["RewardModelUpdate"] = KIND
+    api_version: Literal["rewardops.dev/v1alpha1"] = "rewardops.dev/v1alpha1"
+    kind: Literal["RewardModelUpdate"] = "RewardModelUpdate"
     metadata: ObjectMeta
     spec: RewardModelUpdateSpec
     status: RewardModelUpdateStatus | None = None
