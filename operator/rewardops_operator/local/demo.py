@@ -110,7 +110,7 @@ def _seed_store(store: Path, size: DemoSize) -> dict[str, Any]:
 
 def _base_model(store: Path, size: DemoSize) -> str:
     target = store / "models" / "base-v0"
-    command = [sys.executable, "-m", "rewardops_trainer.cli", "init-model", "--out", str(target)]
+    command = [sys.executable, "-m", "rewardops_trainer", "init-model", "--out", str(target)]
     if size.tiny:
         command.append("--tiny")
     subprocess.run(command, check=True)

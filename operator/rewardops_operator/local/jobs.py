@@ -29,7 +29,7 @@ class _Tee(threading.Thread):
 
     def run(self) -> None:
         pending = b""
-        with self.log.open("ab") as log:
+        with self.source, self.log.open("ab") as log:
             while chunk := os.read(self.source.fileno(), 65536):
                 log.write(chunk)
                 log.flush()
@@ -58,7 +58,7 @@ class LocalJobs:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **self.env, RUN_CONFIG_ENV: run_config.to_json()}
         process = subprocess.Popen(
-            [sys.executable, "-m", "rewardops_trainer.cli", "train"],
+            [sys.executable, "-m", "rewardops_trainer", "train"],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

@@ -108,7 +108,7 @@ class LocalDeployment:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         port = free_port()
         log = (self.log_dir / f"serve-{self.name}-{port}.log").open("ab")
-        command = [sys.executable, "-m", "rewardops_trainer.cli", "serve"]
+        command = [sys.executable, "-m", "rewardops_trainer", "serve"]
         command += ["--model", model_uri, "--host", "127.0.0.1", "--port", str(port)]
         process = subprocess.Popen(
             command,
