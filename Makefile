@@ -23,5 +23,7 @@ unit: setup
 test: lint typecheck
 	$(BIN)/python -m pytest -q -ra
 
+# Regenerate the CRD from the API models, and the chart's copy of it.
 crd: setup
 	$(BIN)/rewardops crd -o crds/rewardops.dev_rewardmodelupdates.yaml
+	cp crds/rewardops.dev_rewardmodelupdates.yaml charts/rewardops/files/crds/

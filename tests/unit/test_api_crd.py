@@ -222,3 +222,15 @@ def test_validate_reports_yaml_syntax_errors_with_line(tmp_path: Path) -> None:
 def test_check_object_rejects_a_non_mapping() -> None:
     problems = check_object(["a"], "f.yaml", 1)
     assert [p.message for p in problems] == ["not a mapping"]
+
+
+def test_validate_skips_yaml_that_is_not_a_resource(tmp_path: Path, repo_root: Path) -> None:
+    workflow = "name: ci\non: [push]\njobs: {}\n"
+    (tmp_path / "workflow.yaml").write_text(workflow)
+    kindless = "apiVersion: rewardops.dev/v1alpha1\nmetadata: {name: x}\nspec: {}\n"
+    (tmp_path / "kindless.yaml").write_text(kindless)
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "workflow.yaml")])
+    assert result.exit_code == 0
+    assert "0 RewardModelUpdate(s)" in result.output
+    result = CliRunner().invoke(main, ["validate", str(tmp_path / "kindless.yaml")])
+    assert result.exit_code == 1, "a resource that lost its kind is still checked"

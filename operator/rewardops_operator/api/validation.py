@@ -99,6 +99,15 @@ def iter_documents(text: str) -> Iterator[tuple[int, Any]]:
             yield number, document
 
 
+def is_update(document: Any) -> bool:
+    """Updates, and documents that look like one with a missing kind; not other YAML."""
+    if not isinstance(document, dict):
+        return True
+    if "kind" in document:
+        return bool(document["kind"] == KIND)
+    return "spec" in document or "apiVersion" in document
+
+
 def check_file(path: Path) -> tuple[int, list[Problem]]:
     """How many RewardModelUpdates the file holds, and their problems.
 
@@ -116,7 +125,7 @@ def check_file(path: Path) -> tuple[int, list[Problem]]:
     updates = 0
     problems: list[Problem] = []
     for number, document in documents:
-        if isinstance(document, dict) and document.get("kind") not in (None, KIND):
+        if not is_update(document):
             continue
         updates += 1
         problems.extend(check_object(document, source, number))

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rewardops_operator.api.models import Phase, RewardModelUpdate
-from rewardops_operator.api.validation import check_file, iter_documents
+from rewardops_operator.api.validation import check_file, is_update, iter_documents
 from rewardops_operator.local.console import report_change, status_yaml
 from rewardops_operator.local.driver import LocalDriver, LocalUpdate, with_generation
 from rewardops_operator.local.jobs import LocalJobs
@@ -52,11 +52,7 @@ def load_updates(path: Path) -> list[RewardModelUpdate]:
     if count == 0:
         raise InvalidInput(f"{path}: no RewardModelUpdate in the file")
     documents = (doc for _, doc in iter_documents(path.read_text()))
-    return [
-        RewardModelUpdate.model_validate(doc)
-        for doc in documents
-        if isinstance(doc, dict) and doc.get("kind") in (None, "RewardModelUpdate")
-    ]
+    return [RewardModelUpdate.model_validate(doc) for doc in documents if is_update(doc)]
 
 
 def prepare(update: RewardModelUpdate, options: RunOptions) -> RewardModelUpdate:
