@@ -48,6 +48,9 @@ class DeploymentState:
     model_uri: str | None
     #: Who holds the promotion lock (annotation rewardops.dev/promotion-lock), if anyone.
     lock_holder: str | None = None
+    #: The model served before the last promotion (annotation rewardops.dev/previous-model):
+    #: what a rollback restores when the status lost it (operator died before its patch).
+    previous_model: str | None = None
 
 
 @dataclass(frozen=True)
