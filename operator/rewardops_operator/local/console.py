@@ -27,28 +27,27 @@ def gate_table(gates: Sequence[GateResult]) -> str:
     lines = []
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row[:4], widths, strict=True)]
-        lines.append("    " + "  ".join(cells) + "  " + row[4])
+        lines.append("      " + "  ".join(cells) + "  " + row[4])
     return "\n".join(lines)
 
 
 def report_change(item: LocalUpdate, new: RewardModelUpdateStatus, actions: list[Action]) -> None:
-    """Print what changed between the item's last status and ``new``."""
+    """Print what changed between the item's last status and ``new``: the phase, then the
+    events that narrate it, then the gate table once the gates were checked."""
     old = item.status
     prefix = click.style(f"[{item.name}]", bold=True)
     if new.phase != old.phase and new.phase is not None:
         colour = _PHASE_COLOURS.get(str(new.phase))
-        ready = next((c for c in new.conditions if c.type == "Ready"), None)
-        detail = f": {ready.message}" if ready and ready.message else ""
-        click.echo(f"{prefix} {click.style(str(new.phase), fg=colour, bold=True)}{detail}")
-    if new.gates and new.gates != old.gates:
-        candidate = new.candidate.held_out_accuracy if new.candidate else "-"
-        served = new.baseline.held_out_accuracy if new.baseline else "none"
-        click.echo(f"{prefix} gates (candidate {candidate} vs served {served} held-out accuracy):")
-        click.echo(gate_table(new.gates))
+        click.echo(f"{prefix} {click.style(str(new.phase), fg=colour, bold=True)}")
     for action in actions:
         if isinstance(action, EmitEvent):
             colour = "yellow" if action.type == "Warning" else None
-            click.echo(f"{prefix} {click.style(action.reason, fg=colour)}: {action.message}")
+            click.echo(f"    {click.style(action.reason, fg=colour)}: {action.message}")
+    if new.gates and new.gates != old.gates:
+        candidate = new.candidate.held_out_accuracy if new.candidate else "-"
+        served = new.baseline.held_out_accuracy if new.baseline else "none"
+        click.echo(f"    gates (held-out accuracy: candidate {candidate}, served {served}):")
+        click.echo(gate_table(new.gates))
 
 
 def status_yaml(status: RewardModelUpdateStatus) -> str:
