@@ -51,7 +51,7 @@ def tiny_bert(out_dir: Path, *, seed: int, hidden: int = 64, layers: int = 2) ->
         num_attention_heads=2,
         intermediate_size=hidden * 2,
         max_position_embeddings=512,
-        num_labels=1,
+        num_labels=1,  # type: ignore[call-arg]  # a PretrainedConfig keyword the stub omits
         pad_token_id=0,
     )
     BertForSequenceClassification(config).save_pretrained(out_dir)

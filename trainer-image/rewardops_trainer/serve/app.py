@@ -10,12 +10,13 @@ micro-batcher onto one worker thread, so the event loop stays free for HTTP and 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -324,33 +325,41 @@ def _version(request: web.Request) -> str | None:
     return model.version if model else None
 
 
-async def serve(
-    app: web.Application,
-    host: str,
-    port: int,
-    on_listening: Callable[[str], None] | None = None,
-) -> None:
-    """Serve until SIGTERM or SIGINT; then stop accepting, finish in-flight requests, return."""
-    options = app[OPTIONS]
+@contextlib.asynccontextmanager
+async def serving(app: web.Application, host: str, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` for the block's duration; yields the base URL (``port`` 0 picks one).
+
+    Leaving the block stops accepting connections, waits up to the shutdown timeout for
+    in-flight requests, then drains the batcher and releases the model's thread.
+    """
     runner = web.AppRunner(
-        app, handle_signals=False, access_log=None, shutdown_timeout=options.shutdown_timeout_s
+        app,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=app[OPTIONS].shutdown_timeout_s,
     )
     await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+        address = runner.addresses[0]
+        yield f"http://{address[0]}:{address[1]}"
+    finally:
+        await runner.cleanup()
+
+
+async def serve(app: web.Application, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; then stop accepting, finish in-flight requests, return."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        for address in runner.addresses:
-            where = f"http://{address[0]}:{address[1]}"
-            log.info("listening on %s", where)
-            if on_listening is not None:
-                on_listening(where)
-        await stop.wait()
-        log.info("signal received: finishing in-flight requests, then exiting")
+        async with serving(app, host, port) as url:
+            log.info("listening on %s", url)
+            await stop.wait()
+            log.info("signal received: finishing in-flight requests, then exiting")
     finally:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(signum)
-        await runner.cleanup()
+    log.info("stopped")

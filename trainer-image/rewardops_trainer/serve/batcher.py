@@ -91,10 +91,12 @@ class MicroBatcher:
         self._pending.extend(items)
         self._wakeup.set()
         results = await asyncio.gather(*(item.future for item in items), return_exceptions=True)
+        scores: list[float] = []
         for result in results:
             if isinstance(result, BaseException):
                 raise result
-        return [float(result) for result in results]
+            scores.append(result)
+        return scores
 
     async def _run(self) -> None:
         while True:

@@ -39,9 +39,11 @@ class RequestError(Exception):
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object, or a 400 that says why not."""
     try:
-        value = json.loads(raw)
+        text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestError(400, "body", "not UTF-8 text") from None
+    try:
+        value = json.loads(text)
     except json.JSONDecodeError as error:
         raise RequestError(
             400, "body", f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}"

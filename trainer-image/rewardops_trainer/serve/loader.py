@@ -34,6 +34,9 @@ class ModelSource:
     expected_digest: str | None = None
     max_length: int = 512
     device: str = "auto"
+    # Intra-op threads; None keeps torch's default (every core it sees, which in a container
+    # with a CPU limit oversubscribes the quota).
+    threads: int | None = None
     cache_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "rewardops")
     storage: StorageSettings = field(default_factory=StorageSettings)
 
@@ -101,7 +104,9 @@ def smoke_test(scorer: Scorer) -> None:
         raise ConfigError(f"smoke test: {len(first)} scores for {len(_SMOKE_PROMPTS)} pairs")
     if not all(math.isfinite(value) for value in first + second):
         raise ConfigError(f"smoke test: non-finite scores {first}")
-    if any(abs(a - b) > _SMOKE_TOLERANCE * max(1.0, abs(a)) for a, b in zip(first, second)):
+    if any(
+        abs(a - b) > _SMOKE_TOLERANCE * max(1.0, abs(a)) for a, b in zip(first, second, strict=True)
+    ):
         raise ConfigError(f"smoke test: scores are not deterministic ({first} then {second})")
 
 
@@ -123,6 +128,9 @@ def load_model(source: ModelSource) -> LoadedModel:
         raise ConfigError(
             f"model digest {digest} differs from the expected {_bare(source.expected_digest)}"
         )
+    if source.threads is not None:
+        # Called on the model's worker thread, where every forward runs.
+        torch.set_num_threads(source.threads)
     device = source.device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
