@@ -187,3 +187,81 @@ def demo(directory: Path, quick: bool, serve_port: int) -> None:
     if [str(item.status.phase) for item in items] != expected:
         click.echo("the demo did not end as designed; see the statuses above", err=True)
         sys.exit(1)
+
+
+# --- operator (issue 5) ------------------------------------------------------------------------
+
+
+@main.command("operator")
+@click.option(
+    "-n",
+    "--namespace",
+    "namespaces",
+    multiple=True,
+    help="Serve RewardModelUpdates in this namespace (repeatable).",
+)
+@click.option("-A", "--all-namespaces", "clusterwide", is_flag=True, help="Serve every namespace.")
+@click.option(
+    "--peering",
+    metavar="NAME",
+    help="Run as one of several replicas: kopf peering object NAME picks the active one. "
+    "Default: standalone (one replica).",
+)
+@click.option("--priority", type=int, default=0, show_default=True, help="Peering priority.")
+@click.option(
+    "--liveness",
+    default="http://0.0.0.0:8080/healthz",
+    show_default=True,
+    help="Liveness endpoint URL; empty to disable.",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=9090,
+    show_default=True,
+    help="Prometheus metrics port; 0 to disable.",
+)
+@click.option("--log-format", type=click.Choice(["full", "json"]), default="full")
+@click.option("-v", "--verbose", is_flag=True, help="Log each API call and handler.")
+def run_operator(
+    *,
+    namespaces: tuple[str, ...],
+    clusterwide: bool,
+    peering: str | None,
+    priority: int,
+    liveness: str,
+    metrics_port: int,
+    log_format: str,
+    verbose: bool,
+) -> None:
+    """Run the operator: reconcile RewardModelUpdates until stopped (SIGTERM).
+
+    Settings come from REWARDOPS_* environment variables (see docs/operator.md); credentials
+    from the pod's service account, or $KUBECONFIG outside a cluster.
+    """
+    if bool(namespaces) == clusterwide:
+        raise click.UsageError("pass --namespace (one or more) or --all-namespaces")
+    import asyncio
+
+    import kopf
+    import prometheus_client
+
+    # Importing the module registers its handlers with kopf.
+    import rewardops_operator.handlers  # noqa: F401
+
+    kopf.configure(
+        verbose=verbose,
+        log_format=kopf.LogFormat.JSON if log_format == "json" else kopf.LogFormat.FULL,
+    )
+    if metrics_port:
+        prometheus_client.start_http_server(metrics_port)
+    asyncio.run(
+        kopf.operator(
+            standalone=peering is None,
+            peering_name=peering,
+            priority=priority,
+            namespaces=namespaces,
+            clusterwide=clusterwide,
+            liveness_endpoint=liveness or None,
+        )
+    )

@@ -1,0 +1,401 @@
+"""The only module that talks to the Kubernetes API (and reads report.json for the operator).
+
+Synchronous and small: the kopf handlers call it from worker threads. Objects travel as plain
+dicts (the pure builders in this package make and read them), so no client model validation
+stands between the operator and the API server. Every write names the field manager
+``rewardops``. Creating what exists and deleting what is gone are success (409 / 404), which
+keeps every action idempotent across operator restarts.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import quote, urlparse
+
+from pydantic import ValidationError
+
+from rewardops_operator.api.models import (
+    GROUP,
+    PLURAL,
+    VERSION,
+    Phase,
+    RewardModelUpdate,
+    RewardModelUpdateStatus,
+)
+from rewardops_operator.core.actions import (
+    AcquireLock,
+    Action,
+    CreateJob,
+    DeleteJob,
+    EmitEvent,
+    ReleaseLock,
+    SetServedModel,
+)
+from rewardops_operator.core.observations import JobState, Observations, ReportState
+from rewardops_operator.kube.deployment import (
+    PROMOTION_LOCK_ANNOTATION,
+    lock_patch,
+    observe_deployment,
+    observe_job,
+    set_model_patch,
+)
+from rewardops_operator.kube.job import build_job, pod_termination
+from rewardops_operator.settings import OperatorSettings
+from rewardops_trainer.contract import Report, StorageSettings
+from rewardops_trainer.contract.report import REPORT_FILE
+from rewardops_trainer.storage import StorageError, join_uri, open_store
+
+FIELD_MANAGER = "rewardops"
+JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
+#: Finished reports are immutable (written last, never rewritten): keep the recent ones.
+REPORT_CACHE_SIZE = 512
+#: The label the Job controller puts on a Job's pods.
+JOB_NAME_LABEL = "batch.kubernetes.io/job-name"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, method: str, path: str, message: str) -> None:
+        super().__init__(f"{method} {path}: HTTP {status}: {message}")
+        self.status = status
+
+
+class LockHeld(Exception):
+    """Another update holds the Deployment's promotion lock (or won the race for it)."""
+
+
+class KubeApi:
+    """A thin JSON client over the kubernetes package's authenticated HTTP layer."""
+
+    def __init__(self, api_client: Any) -> None:
+        self._client = api_client
+
+    @classmethod
+    def from_environment(cls) -> KubeApi:
+        """In-cluster credentials in a pod, else ``$KUBECONFIG`` (read now, not at import)."""
+        from kubernetes import client, config
+
+        configuration = client.Configuration()
+        if os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            path = os.environ.get("KUBECONFIG", os.path.expanduser("~/.kube/config"))
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=path, client_configuration=configuration
+            )
+        # The operator calls from several worker threads at once.
+        configuration.connection_pool_maxsize = 16
+        return cls(client.ApiClient(configuration))
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        content_type: str = "application/json",
+        query: dict[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """The response object; None for 404. Other failures raise :class:`ApiError`."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        _, url, headers, payload, _ = self._client.param_serialize(
+            method=method,
+            resource_path=path,
+            query_params=list((query or {}).items()),
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = self._client.call_api(method, url, header_params=headers, body=payload)
+        response.read()
+        text = response.data.decode() if response.data else ""
+        if response.status == 404:
+            return None
+        if response.status >= 400:
+            message = text
+            with contextlib.suppress(ValueError):
+                message = json.loads(text).get("message", text)
+            raise ApiError(response.status, method, path, message)
+        result: dict[str, Any] | None = json.loads(text) if text else None
+        return result
+
+    # --- objects ---------------------------------------------------------------------------
+
+    def get_update(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", _update_path(namespace, name))
+
+    def patch_update_status(self, namespace: str, name: str, status: dict[str, Any]) -> None:
+        self.request(
+            "PATCH",
+            _update_path(namespace, name) + "/status",
+            {"status": status},
+            content_type=MERGE_PATCH,
+            query={"fieldManager": FIELD_MANAGER},
+        )
+
+    def get_job(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", _job_path(namespace, name))
+
+    def create_job(self, namespace: str, job: dict[str, Any]) -> bool:
+        """True when created now; False when it already existed (a retry or a restart)."""
+        try:
+            self.request("POST", _job_path(namespace), job, query={"fieldManager": FIELD_MANAGER})
+        except ApiError as error:
+            if error.status == 409:
+                return False
+            raise
+        return True
+
+    def delete_job(self, namespace: str, name: str) -> None:
+        # Background: the Job goes at once and the garbage collector removes its pods.
+        self.request(
+            "DELETE",
+            _job_path(namespace, name),
+            {"kind": "DeleteOptions", "apiVersion": "v1", "propagationPolicy": "Background"},
+        )
+
+    def list_job_pods(self, namespace: str, job: str) -> list[dict[str, Any]]:
+        """The Job's pods, oldest first."""
+        listed = self.request(
+            "GET",
+            f"/api/v1/namespaces/{quote(namespace)}/pods",
+            query={"labelSelector": f"{JOB_NAME_LABEL}={job}"},
+        )
+        pods = [
+            pod
+            for pod in (listed or {}).get("items", [])
+            if (pod.get("metadata", {}).get("labels") or {}).get(JOB_NAME_LABEL) == job
+        ]
+        return sorted(pods, key=lambda pod: pod["metadata"].get("creationTimestamp") or "")
+
+    def get_deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.request("GET", _deployment_path(namespace, name))
+
+    def patch_deployment(self, namespace: str, name: str, patch: Any) -> dict[str, Any] | None:
+        """A JSON patch (list) or a merge patch (dict) of the Deployment."""
+        return self.request(
+            "PATCH",
+            _deployment_path(namespace, name),
+            patch,
+            content_type=JSON_PATCH if isinstance(patch, list) else MERGE_PATCH,
+            query={"fieldManager": FIELD_MANAGER},
+        )
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, str]:
+        secret = self.request("GET", f"/api/v1/namespaces/{quote(namespace)}/secrets/{quote(name)}")
+        if secret is None:
+            raise LookupError(f"Secret {namespace}/{name} does not exist")
+        data: dict[str, str] = secret.get("data") or {}
+        return {key: base64.b64decode(value).decode() for key, value in data.items()}
+
+
+def _update_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/{GROUP}/{VERSION}/namespaces/{quote(namespace)}/{PLURAL}"
+    return f"{base}/{quote(name)}" if name else base
+
+
+def _job_path(namespace: str, name: str = "") -> str:
+    base = f"/apis/batch/v1/namespaces/{quote(namespace)}/jobs"
+    return f"{base}/{quote(name)}" if name else base
+
+
+def _deployment_path(namespace: str, name: str) -> str:
+    return f"/apis/apps/v1/namespaces/{quote(namespace)}/deployments/{quote(name)}"
+
+
+class Cluster:
+    """What the kopf driver does to the world: observe an update's children, carry out actions.
+
+    One per operator. Promotion-lock changes are serialised in-process as well as guarded by
+    resourceVersion, so two updates of one operator never both win a lock.
+    """
+
+    def __init__(self, api: KubeApi, settings: OperatorSettings) -> None:
+        self.api = api
+        self.settings = settings
+        self._lock_guard = threading.Lock()
+        self._reports: OrderedDict[str, Report] = OrderedDict()
+        self._reports_guard = threading.Lock()
+
+    # --- observing -------------------------------------------------------------------------
+
+    def observe(self, update: RewardModelUpdate, now: datetime) -> Observations:
+        namespace = _namespace(update)
+        status = update.status or RewardModelUpdateStatus()
+        job = None
+        if status.job_name:
+            raw_job = self.api.get_job(namespace, status.job_name)
+            job = self._job_state(namespace, raw_job) if raw_job is not None else None
+        report = None
+        # The core's contract: the report once the Job succeeded, or while Training when the
+        # Job is gone (reaped by its TTL after finishing).
+        job_gone = job is None and status.phase == Phase.TRAINING
+        if status.run_id and (job_gone or (job is not None and job.succeeded)):
+            uri = status.report_uri or join_uri(update.spec.output.uri, status.run_id, REPORT_FILE)
+            report = self.read_report(update, uri)
+        serving = update.spec.serving
+        raw_deployment = self.api.get_deployment(namespace, serving.deployment)
+        deployment = (
+            observe_deployment(raw_deployment, serving.container, serving.model_env)
+            if raw_deployment is not None
+            else None
+        )
+        return Observations(now=now, job=job, report=report, deployment=deployment)
+
+    def _job_state(self, namespace: str, raw_job: dict[str, Any]) -> JobState:
+        """The Job; when it failed, with the trainer's termination message and exit code."""
+        job = observe_job(raw_job)
+        if not job.failed:
+            return job
+        message, exit_code = "", None
+        for pod in reversed(self.api.list_job_pods(namespace, job.name)):
+            message, exit_code = pod_termination(pod)
+            if message or exit_code is not None:
+                break
+        parts = [part for part in (job.message, message) if part]
+        return replace(job, message="; ".join(parts), exit_code=exit_code)
+
+    def read_report(self, update: RewardModelUpdate, uri: str) -> ReportState:
+        """report.json at ``uri`` with the update's storage settings and Secret credentials."""
+        with self._reports_guard:
+            cached = self._reports.get(uri)
+        if cached is not None:
+            return ReportState(report=cached)
+        try:
+            raw = self._read_object(update, uri)
+        except FileNotFoundError:
+            return ReportState(error=f"{uri} does not exist")
+        except (StorageError, LookupError, ValueError, OSError) as error:
+            return ReportState(error=f"{uri}: {error}")
+        try:
+            report = Report.model_validate_json(raw)
+        except ValidationError as error:
+            return ReportState(error=f"{uri}: not a valid report: {error}")
+        with self._reports_guard:
+            self._reports[uri] = report
+            while len(self._reports) > REPORT_CACHE_SIZE:
+                self._reports.popitem(last=False)
+        return ReportState(report=report)
+
+    def _read_object(self, update: RewardModelUpdate, uri: str) -> bytes:
+        parsed = urlparse(uri)
+        if parsed.scheme != "s3":
+            store = open_store(uri.rsplit("/", 1)[0])
+            name = uri.rsplit("/", 1)[1]
+            if not store.exists(name):
+                raise FileNotFoundError(uri)
+            with store.open_read(name) as stream:
+                return stream.read()
+        from minio import Minio
+        from minio.error import S3Error
+
+        storage = self.storage_settings(update)
+        if not storage.endpoint:
+            raise ValueError("no S3 endpoint: set spec.storage.endpoint or the operator default")
+        access_key, secret_key = self._credentials(update)
+        client = Minio(
+            storage.endpoint,
+            access_key=access_key,
+            secret_key=secret_key,
+            secure=storage.secure,
+            region=storage.region,
+        )
+        try:
+            response = client.get_object(parsed.netloc, parsed.path.lstrip("/"))
+        except S3Error as error:
+            if error.code in ("NoSuchKey", "NoSuchBucket"):
+                raise FileNotFoundError(uri) from None
+            raise StorageError(f"{error.code}: {error.message}") from None
+        try:
+            return bytes(response.read())
+        finally:
+            response.close()
+            response.release_conn()
+
+    def storage_settings(self, update: RewardModelUpdate) -> StorageSettings:
+        spec = update.spec.storage
+        return StorageSettings(
+            endpoint=spec.endpoint or self.settings.storage_endpoint,
+            secure=self.settings.storage_secure if spec.secure is None else spec.secure,
+            region=spec.region,
+        )
+
+    def _credentials(self, update: RewardModelUpdate) -> tuple[str | None, str | None]:
+        """From the referenced Secret; without one, the operator's own environment."""
+        ref = update.spec.storage.credentials
+        name = ref.secret_name if ref else self.settings.storage_secret
+        if name is None:
+            return os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+        access_field = ref.access_key_id_key if ref else "AWS_ACCESS_KEY_ID"
+        secret_field = ref.secret_access_key_key if ref else "AWS_SECRET_ACCESS_KEY"
+        data = self.api.read_secret(_namespace(update), name)
+        missing = [key for key in (access_field, secret_field) if key not in data]
+        if missing:
+            raise LookupError(f"Secret {name} has no key {', '.join(missing)}")
+        return data[access_field], data[secret_field]
+
+    # --- acting ----------------------------------------------------------------------------
+
+    def apply(self, update: RewardModelUpdate, action: Action) -> None:
+        """Carry out one action (events are the kopf layer's). Raises LockHeld on a lost lock."""
+        namespace = _namespace(update)
+        match action:
+            case CreateJob():
+                self.api.create_job(namespace, build_job(update, action, self.settings))
+            case DeleteJob(name=name):
+                self.api.delete_job(namespace, name)
+            case AcquireLock(deployment=deployment, holder=holder):
+                self._set_lock(namespace, deployment, holder, acquire=True)
+            case ReleaseLock(deployment=deployment, holder=holder):
+                self._set_lock(namespace, deployment, holder, acquire=False)
+            case SetServedModel(deployment=deployment):
+                current = self.api.get_deployment(namespace, deployment)
+                if current is None:
+                    raise LookupError(f"Deployment {namespace}/{deployment} does not exist")
+                patch = set_model_patch(current, action)
+                if patch:
+                    self.api.patch_deployment(namespace, deployment, patch)
+            case EmitEvent():
+                pass
+
+    def _set_lock(self, namespace: str, deployment: str, holder: str, *, acquire: bool) -> None:
+        with self._lock_guard:
+            current = self.api.get_deployment(namespace, deployment)
+            if current is None:
+                if acquire:
+                    raise LookupError(f"Deployment {namespace}/{deployment} does not exist")
+                return  # nothing left to unlock
+            meta = current.get("metadata", {})
+            held_by = (meta.get("annotations") or {}).get(PROMOTION_LOCK_ANNOTATION)
+            if acquire and held_by == holder:
+                return
+            if acquire and held_by is not None:
+                raise LockHeld(f"Deployment {deployment} is locked by {held_by}")
+            if not acquire and held_by != holder:
+                return  # never take another holder's lock away
+            patch = lock_patch(holder if acquire else None)
+            # A real API server refuses the write if anyone changed the Deployment since the read.
+            patch.setdefault("metadata", {})["resourceVersion"] = meta.get("resourceVersion")
+            try:
+                self.api.patch_deployment(namespace, deployment, patch)
+            except ApiError as error:
+                if error.status == 409:
+                    raise LockHeld(f"Deployment {deployment} changed while locking") from None
+                raise
+
+    def write_status(self, update: RewardModelUpdate, status: RewardModelUpdateStatus) -> None:
+        # Every field is sent, None included: in a merge patch null removes what was there.
+        body = status.model_dump(mode="json", by_alias=True)
+        self.api.patch_update_status(_namespace(update), update.metadata.name, body)
+
+
+def _namespace(update: RewardModelUpdate) -> str:
+    return update.metadata.namespace or "default"
