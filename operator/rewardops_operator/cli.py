@@ -265,3 +265,7 @@ def run_operator(
             liveness_endpoint=liveness or None,
         )
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -80,7 +80,9 @@ class LocalJobs:
         tee.join(timeout=5)
         if code == 0:
             return JobState(name=name, succeeded=True, exit_code=0)
-        message = "\n".join(tee.tail)
+        # The trainer's own "error: ..." lines say why; the log lines around them are noise.
+        errors = [line for line in tee.tail if line.startswith("error")]
+        message = "\n".join(errors or tee.tail)
         return JobState(name=name, failed=True, exit_code=code, message=message)
 
     def delete(self, name: str) -> None:
