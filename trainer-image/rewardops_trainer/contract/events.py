@@ -9,6 +9,7 @@ Schema, in docs/telemetry.md. Torch-free: the operator may import it.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
@@ -31,7 +32,7 @@ class Comparison(EventModel):
 class TelemetryEvent(EventModel):
     """One logged interaction: a prompt, the response shown, and the feedback it got."""
 
-    schema_version: Literal[1] = EVENT_SCHEMA_VERSION
+    schema_version: Literal[1] = 1
     event_id: str = Field(min_length=1, max_length=256)
     timestamp: AwareDatetime = Field(description="RFC 3339 with a UTC offset")
     session_id: str = Field(min_length=1, max_length=256)
@@ -63,3 +64,8 @@ class TelemetryEvent(EventModel):
 def event_json_schema() -> dict[str, Any]:
     """The JSON Schema of one event line, as published in docs/telemetry.md."""
     return TelemetryEvent.model_json_schema()
+
+
+if __name__ == "__main__":
+    # Regenerates the schema block of docs/telemetry.md.
+    print(json.dumps(event_json_schema(), indent=2))

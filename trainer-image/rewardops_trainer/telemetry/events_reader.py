@@ -7,7 +7,6 @@ the 1-based line number and the reason. Blank lines are skipped and not counted.
 from __future__ import annotations
 
 import gzip
-import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,6 +20,7 @@ from rewardops_trainer.storage import ObjectInfo, ObjectStore
 TELEMETRY_SUFFIXES = (".jsonl", ".jsonl.gz")
 #: A longer line is rejected unparsed: no legitimate event is this large.
 MAX_LINE_BYTES = 1 << 20
+CHUNK_BYTES = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -43,20 +43,25 @@ def telemetry_objects(store: ObjectStore) -> list[ObjectInfo]:
     return [info for info in store.list() if is_telemetry(info.key)]
 
 
-def _buffered(stream: IO[bytes]) -> IO[bytes]:
-    if isinstance(stream, io.BufferedIOBase):
-        return stream
-    # An HTTP response body: buffer it so lines come out of large reads.
-    return io.BufferedReader(stream, 1 << 20)  # type: ignore[arg-type]
+def _split_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines of a stream read in 1 MiB chunks: works the same on files, gzip and HTTP bodies."""
+    tail = b""
+    while chunk := stream.read(CHUNK_BYTES):
+        lines = chunk.split(b"\n")
+        lines[0] = tail + lines[0]
+        tail = lines.pop()
+        yield from lines
+    if tail:
+        yield tail
 
 
 def iter_lines(store: ObjectStore, key: str) -> Iterator[tuple[int, bytes]]:
     """(line number, raw line) for each line of the object, decompressing ``.gz`` on the fly."""
     with store.open_read(key) as raw:
-        stream: IO[bytes] = _buffered(raw)
+        stream: IO[bytes] = raw
         if key.endswith(".gz"):
-            stream = io.BufferedReader(gzip.GzipFile(fileobj=stream, mode="rb"), 1 << 20)
-        yield from enumerate(stream, start=1)
+            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        yield from enumerate(_split_lines(stream), start=1)
 
 
 def describe_error(error: ValidationError) -> tuple[str, str]:
@@ -68,16 +73,11 @@ def describe_error(error: ValidationError) -> tuple[str, str]:
     return "invalid_event", f"field {location!r}: {first['msg']}"
 
 
-def parse_line(key: str, number: int, line: bytes) -> TelemetryEvent | Reject:
-    if len(line) > MAX_LINE_BYTES:
-        return Reject(key, number, "line_too_long", f"line longer than {MAX_LINE_BYTES} bytes")
-    try:
-        return TelemetryEvent.model_validate_json(line)
-    except ValidationError as error:
-        kind, reason = describe_error(error)
-        if kind == "invalid_json" and _not_utf8(line):
-            return Reject(key, number, "invalid_json", "not valid UTF-8")
-        return Reject(key, number, kind, reason)
+def reject_of(key: str, number: int, line: bytes, error: ValidationError) -> Reject:
+    kind, reason = describe_error(error)
+    if kind == "invalid_json" and _not_utf8(line):
+        return Reject(key, number, "invalid_json", "not valid UTF-8")
+    return Reject(key, number, kind, reason)
 
 
 def _not_utf8(line: bytes) -> bool:
@@ -88,14 +88,30 @@ def _not_utf8(line: bytes) -> bool:
     return False
 
 
-def read_events(store: ObjectStore, key: str) -> Iterator[TelemetryEvent | Reject]:
-    """Every non-blank line of one object, as an event or a reject; a bad line never stops it."""
+def read_events(store: ObjectStore, key: str) -> Iterator[tuple[int, TelemetryEvent | Reject]]:
+    """(line number, event or reject) for every non-blank line; a bad line never stops it."""
+    validate = TelemetryEvent.model_validate_json
     number = 0
     try:
+        # One flat loop: this runs once per event and is the hot path of pass 1.
         for number, line in iter_lines(store, key):
-            if line.isspace() or not line:
+            if len(line) > MAX_LINE_BYTES:
+                yield (
+                    number,
+                    Reject(
+                        key, number, "line_too_long", f"line longer than {MAX_LINE_BYTES} bytes"
+                    ),
+                )
                 continue
-            yield parse_line(key, number, line)
+            try:
+                yield number, validate(line)
+            except ValidationError as error:
+                if not line or line.isspace():
+                    continue
+                yield number, reject_of(key, number, line, error)
     except (EOFError, gzip.BadGzipFile, zlib.error) as error:
         # A truncated or corrupt .gz: keep what was read, reject the rest of the object.
-        yield Reject(key, number + 1, "corrupt_object", f"unreadable from here on: {error}")
+        yield (
+            number + 1,
+            Reject(key, number + 1, "corrupt_object", f"unreadable from here on: {error}"),
+        )

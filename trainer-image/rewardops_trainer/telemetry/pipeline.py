@@ -12,18 +12,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import shutil
 import sys
 import tempfile
 import time
+import zlib
 from collections import Counter
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import from_json, to_json
 
 from rewardops_trainer.contract import DataCounts, RunConfig
 from rewardops_trainer.errors import DataError
@@ -38,7 +43,10 @@ from rewardops_trainer.telemetry.rules import (
     all_rules,
     select_pairs,
 )
-from rewardops_trainer.telemetry.split import partition_of, split_of
+from rewardops_trainer.telemetry.split import split_of
+
+J = TypeVar("J")
+R = TypeVar("R")
 
 MANIFEST_SCHEMA_VERSION = 1
 PAIRS_DIR = "pairs"
@@ -53,6 +61,9 @@ PARTITION_INPUT_BYTES = 16 << 20
 #: gzip telemetry is JSON text; assume this ratio when sizing partitions.
 GZIP_RATIO = 6
 MIN_PARTITIONS, MAX_PARTITIONS = 4, 512
+#: Below this much (uncompressed) input, worker processes cost more than they save.
+PARALLEL_MIN_BYTES = 64 << 20
+MAX_WORKERS = 8
 #: Events kept per prompt in pass 2, as a multiple of the pair cap: a hot prompt's extra events
 #: could only add pairs the cap would drop, and holding them would unbound memory.
 EVENTS_PER_PAIR_CAP = 64
@@ -132,7 +143,9 @@ def _load_golden(config: RunConfig, redact: Redactor) -> list[Pair]:
                     f"golden set {config.golden_uri} line {number}: {where}: {first['msg']}"
                 ) from None
             prompt = redact(row.prompt)
-            prompt_id = row.prompt_id or "golden-" + hashlib.sha256(prompt.encode()).hexdigest()[:16]
+            prompt_id = (
+                row.prompt_id or "golden-" + hashlib.sha256(prompt.encode()).hexdigest()[:16]
+            )
             pairs.append(
                 Pair(
                     prompt_id,
@@ -149,8 +162,12 @@ def _load_golden(config: RunConfig, redact: Redactor) -> list[Pair]:
     return pairs
 
 
+def _estimated_bytes(objects: list[ObjectInfo]) -> int:
+    return sum(o.size * (GZIP_RATIO if o.key.endswith(".gz") else 1) for o in objects)
+
+
 def partition_count(objects: list[ObjectInfo]) -> int:
-    estimated = sum(o.size * (GZIP_RATIO if o.key.endswith(".gz") else 1) for o in objects)
+    estimated = _estimated_bytes(objects)
     return max(MIN_PARTITIONS, min(MAX_PARTITIONS, -(-estimated // PARTITION_INPUT_BYTES)))
 
 
@@ -175,88 +192,153 @@ class _Tally:
     spilled: int = 0
     hot_prompt_dropped: int = 0
 
+    def add(self, other: dict[str, int]) -> None:
+        for name, value in other.items():
+            setattr(self, name, getattr(self, name) + value)
 
-def _spill(
-    config: RunConfig,
-    objects: list[ObjectInfo],
-    writers: list[IO[str]],
-    rejects: IO[str],
-    redact: Redactor,
-    golden: list[Pair],
-    tally: _Tally,
-    reject_kinds: Counter[str],
-    progress: _Progress,
-) -> Reject | None:
-    """Pass 1; returns the first reject (for the error message)."""
+
+@dataclass(frozen=True)
+class _SpillJob:
+    """Pass 1 for some of the objects; plain data, so it can go to a worker process."""
+
+    config_json: str
+    objects: list[tuple[int, str]]  # (index in the sorted input, key)
+    total_objects: int
+    partitions: int
+    spill_dir: str
+    worker: int
+    golden_ids: frozenset[str]
+    golden_texts: frozenset[str]
+    progress: bool
+
+
+@dataclass(frozen=True)
+class _PairJob:
+    """Pass 2 for one partition."""
+
+    spill_dir: str
+    partition: int
+    rules: RuleSettings
+    validation_fraction: float
+    max_events: int
+
+
+def _spill(job: _SpillJob) -> dict[str, dict[str, int]]:
+    """Pass 1 over ``job.objects``: rejects per object, redacted rows per partition."""
+    config = RunConfig.model_validate_json(job.config_json)
+    say = _Progress(job.progress)
     store = open_store(config.telemetry_uri, config.storage)
     since, until = _utc(config.since), _utc(config.until)
-    golden_ids = {pair.prompt_id for pair in golden}
-    golden_texts = {_normal(pair.prompt) for pair in golden}
-    partitions = len(writers)
-    dumps = json.dumps
-    first_reject: Reject | None = None
-    next_report = 100_000
-    for index, info in enumerate(objects, start=1):
-        progress.say(f"reading {info.key} ({index}/{len(objects)}, {info.size:,} bytes)")
-        for event in read_events(store, info.key):
-            tally.lines += 1
-            if isinstance(event, Reject):
-                tally.rejected += 1
-                reject_kinds[event.kind] += 1
-                first_reject = first_reject or event
-                rejects.write(dumps(event.to_row()) + "\n")
-                continue
-            if tally.lines >= next_report:
-                next_report += 100_000
-                progress.say(f"{tally.lines:,} lines read")
-            if not since <= event.timestamp < until:
-                tally.outside_window += 1
-                continue
-            if not event.consent:
-                tally.without_consent += 1
-                continue
-            prompt = redact(event.prompt)
-            if event.prompt_id in golden_ids or (golden_texts and _normal(prompt) in golden_texts):
-                tally.golden_prompt += 1
-                continue
-            other = event.comparison
-            row = (
-                event.prompt_id,
-                prompt,
-                event.session_id,
-                event.response_id,
-                redact(event.response),
-                event.thumb,
-                event.rating,
-                other.other_response_id if other else None,
-                redact(other.other_response) if other else None,
-                other.choice if other else None,
-                redact(event.correction) if event.correction is not None else None,
-                event.regenerated,
-                event.accepted,
-                event.dwell_ms,
-                event.copied,
-                event.reported_wrong,
-            )
-            writers[partition_of(event.prompt_id, partitions)].write(dumps(row) + "\n")
-            tally.spilled += 1
-    return first_reject
+    redact = Redactor()
+    kinds: Counter[str] = Counter()
+    golden_ids, golden_texts = job.golden_ids, job.golden_texts
+    # Prompts repeat: remember which redacted prompt texts are golden instead of re-normalising.
+    golden_seen: dict[str, bool] = {}
+    partitions = job.partitions
+    spill = Path(job.spill_dir)
+    writers = [
+        (spill / f"{p:04d}-w{job.worker:02d}.bin").open("wb", buffering=1 << 16)
+        for p in range(partitions)
+    ]
+    crc32 = zlib.crc32
+    # Plain local counters: this loop runs once per event.
+    lines = rejected = outside = no_consent = golden_prompt = spilled = 0
+    try:
+        for index, key in job.objects:
+            say.say(f"reading {key} ({index + 1}/{job.total_objects})")
+            base = index << 32  # rows sort by (object, line) whatever worker read them
+            with (spill / f"rejects-{index:06d}.jsonl").open("w", encoding="utf-8") as rejects:
+                for number, event in read_events(store, key):
+                    lines += 1
+                    if isinstance(event, Reject):
+                        rejected += 1
+                        kinds[event.kind] += 1
+                        rejects.write(json.dumps(event.to_row()) + "\n")
+                        continue
+                    if not since <= event.timestamp < until:
+                        outside += 1
+                        continue
+                    if not event.consent:
+                        no_consent += 1
+                        continue
+                    prompt = redact(event.prompt)
+                    if golden_texts:
+                        is_golden = golden_seen.get(prompt)
+                        if is_golden is None:
+                            if len(golden_seen) > 100_000:
+                                golden_seen.clear()
+                            is_golden = golden_seen[prompt] = _normal(prompt) in golden_texts
+                        if is_golden or event.prompt_id in golden_ids:
+                            golden_prompt += 1
+                            continue
+                    other = event.comparison
+                    row = (
+                        base | number,
+                        event.prompt_id,
+                        prompt,
+                        event.session_id,
+                        event.response_id,
+                        redact(event.response),
+                        event.thumb,
+                        event.rating,
+                        other.other_response_id if other else None,
+                        redact(other.other_response) if other else None,
+                        other.choice if other else None,
+                        redact(event.correction) if event.correction is not None else None,
+                        event.regenerated,
+                        event.accepted,
+                        event.dwell_ms,
+                        event.copied,
+                        event.reported_wrong,
+                    )
+                    # Same hash as split.partition_of, inlined: this runs once per event.
+                    writer = writers[crc32(event.prompt_id.encode()) % partitions]
+                    writer.write(to_json(row) + b"\n")
+                    spilled += 1
+    finally:
+        for writer in writers:
+            writer.close()
+    tally = _Tally(lines, rejected, outside, no_consent, golden_prompt, spilled)
+    return {"tally": asdict(tally), "kinds": dict(kinds), "redactions": dict(redact.counts)}
 
 
-def _partition_groups(path: Path, max_events: int, tally: _Tally) -> dict[str, list[Interaction]]:
+def _pairs_of_partition(job: _PairJob) -> dict[str, dict[str, int]]:
+    """Pass 2 for one partition: pairs to ``pairs-NNNN-<split>.jsonl`` in the spill folder."""
+    spill = Path(job.spill_dir)
     groups: dict[str, list[Interaction]] = {}
-    loads = json.loads
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            row = Interaction(*loads(line))
-            group = groups.get(row.prompt_id)
-            if group is None:
-                groups[row.prompt_id] = group = []
-            if len(group) < max_events:
+    hot_dropped = 0
+    for path in sorted(spill.glob(f"{job.partition:04d}-w*.bin")):
+        with path.open("rb") as stream:
+            for line in stream:
+                row = Interaction(*from_json(line))
+                group = groups.get(row.prompt_id)
+                if group is None:
+                    groups[row.prompt_id] = group = []
                 group.append(row)
-            else:
-                tally.hot_prompt_dropped += 1
-    return groups
+        path.unlink()
+    stats: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
+    with (
+        (spill / f"pairs-{job.partition:04d}-train.jsonl").open("w", encoding="utf-8") as train,
+        (spill / f"pairs-{job.partition:04d}-validation.jsonl").open(
+            "w", encoding="utf-8"
+        ) as validation,
+    ):
+        for prompt_id in sorted(groups):
+            group = sorted(groups[prompt_id])  # by (object, line): the input order
+            if len(group) > job.max_events:
+                hot_dropped += len(group) - job.max_events
+                group = group[: job.max_events]
+            pairs = select_pairs(group, job.rules, stats)
+            if not pairs:
+                continue
+            split = split_of(prompt_id, job.validation_fraction)
+            _write_pairs(train if split == "train" else validation, pairs)
+            counts[f"pairs:{split}"] += len(pairs)
+            counts[f"prompts:{split}"] += 1
+            counts.update(f"rule:{pair.rule}" for pair in pairs)
+    counts["hot_prompt_dropped"] += hot_dropped
+    return {"stats": dict(stats), "counts": dict(counts)}
 
 
 def _write_pairs(stream: IO[str], pairs: list[Pair]) -> None:
@@ -264,13 +346,41 @@ def _write_pairs(stream: IO[str], pairs: list[Pair]) -> None:
         stream.write(json.dumps(pair.to_row(), ensure_ascii=False) + "\n")
 
 
-def build_pairs(config: RunConfig, out_dir: Path, *, progress: bool = False) -> PairsResult:
+def _concatenate(sources: list[Path], target: Path) -> None:
+    with target.open("wb") as out:
+        for source in sources:
+            if source.exists():
+                with source.open("rb") as stream:
+                    shutil.copyfileobj(stream, out, 1 << 20)
+
+
+def default_workers(objects: list[ObjectInfo]) -> int:
+    """Processes for a run: one for small inputs (a process costs a second to start)."""
+    if _estimated_bytes(objects) < PARALLEL_MIN_BYTES:
+        return 1
+    return max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(objects)))
+
+
+def _run(function: Callable[[J], R], jobs: list[J], workers: int) -> list[R]:
+    """``map`` in this process or in a pool of ``workers`` spawned processes, order kept."""
+    if workers <= 1 or len(jobs) <= 1:
+        return [function(job) for job in jobs]
+    # spawn, not fork: forking a process that may hold threads (S3 client pools) is unsafe.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        return list(pool.map(function, jobs))
+
+
+def build_pairs(
+    config: RunConfig, out_dir: Path, *, progress: bool = False, workers: int | None = None
+) -> PairsResult:
     """Build the preference pairs of ``config``'s telemetry window into ``out_dir``.
 
     Writes ``pairs/train.jsonl``, ``pairs/validation.jsonl``, ``pairs/golden.jsonl`` (with a
     golden set), ``rejected.jsonl`` and ``manifest.json``. Raises :class:`DataError` when the
     malformed lines exceed ``pairs.maxRejectedFraction`` or the pairs fall short of
     ``pairs.minPairs`` (after writing the manifest and rejects, so the cause can be read).
+    ``workers`` (default: by input size and CPUs) never changes the output, only the speed.
     """
     say = _Progress(progress)
     settings = config.pairs
@@ -281,53 +391,68 @@ def build_pairs(config: RunConfig, out_dir: Path, *, progress: bool = False) -> 
     redact = Redactor()
     golden = _load_golden(config, redact) if config.golden_uri else []
     partitions = partition_count(objects)
-    say.say(f"{len(objects)} objects, {partitions} spill partitions")
+    workers = workers or default_workers(objects)
+    say.say(f"{len(objects)} objects, {partitions} spill partitions, {workers} process(es)")
 
     (out_dir / PAIRS_DIR).mkdir(parents=True, exist_ok=True)
     tally = _Tally()
     reject_kinds: Counter[str] = Counter()
     stats: Counter[str] = Counter()
+    counts_2: Counter[str] = Counter()
     spill_dir = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
     try:
-        spill_paths = [spill_dir / f"{index:04d}.jsonl" for index in range(partitions)]
-        writers = [path.open("w", encoding="utf-8", buffering=1 << 16) for path in spill_paths]
-        try:
-            with (out_dir / REJECTED_FILE).open("w", encoding="utf-8") as rejects:
-                first_reject = _spill(
-                    config, objects, writers, rejects, redact, golden, tally, reject_kinds, say
-                )
-        finally:
-            for writer in writers:
-                writer.close()
+        batches: list[list[tuple[int, str]]] = [[] for _ in range(min(workers, len(objects)))]
+        loads = [0] * len(batches)
+        # Largest objects first, each to the least-loaded worker.
+        for index, info in sorted(enumerate(objects), key=lambda item: -item[1].size):
+            lightest = loads.index(min(loads))
+            batches[lightest].append((index, info.key))
+            loads[lightest] += info.size
+        jobs = [
+            _SpillJob(
+                config_json=config.model_dump_json(),
+                objects=sorted(batch),
+                total_objects=len(objects),
+                partitions=partitions,
+                spill_dir=str(spill_dir),
+                worker=worker,
+                golden_ids=frozenset(pair.prompt_id for pair in golden),
+                golden_texts=frozenset(_normal(pair.prompt) for pair in golden),
+                progress=progress,
+            )
+            for worker, batch in enumerate(batches)
+        ]
+        for result in _run(_spill, jobs, workers):
+            tally.add(result["tally"])
+            reject_kinds.update(result["kinds"])
+            redact.counts.update(result["redactions"])
+        reject_files = [spill_dir / f"rejects-{index:06d}.jsonl" for index in range(len(objects))]
+        _concatenate(reject_files, out_dir / REJECTED_FILE)
         say.say(f"pass 1 done: {tally.lines:,} lines, {tally.spilled:,} events kept")
 
-        rule_settings = RuleSettings(
+        rules = RuleSettings(
             max_pairs_per_prompt=settings.max_pairs_per_prompt,
             max_text_chars=settings.max_text_chars,
             dwell_threshold_ms=settings.dwell_threshold_ms,
         )
-        max_events = EVENTS_PER_PAIR_CAP * settings.max_pairs_per_prompt
-        split_counts: Counter[str] = Counter()
-        by_rule: Counter[str] = Counter()
-        prompts: Counter[str] = Counter()
-        with (
-            (out_dir / TRAIN_FILE).open("w", encoding="utf-8") as train,
-            (out_dir / VALIDATION_FILE).open("w", encoding="utf-8") as validation,
-        ):
-            for index, path in enumerate(spill_paths):
-                groups = _partition_groups(path, max_events, tally)
-                for prompt_id in sorted(groups):
-                    pairs = select_pairs(groups[prompt_id], rule_settings, stats)
-                    if not pairs:
-                        continue
-                    split = split_of(prompt_id, settings.validation_fraction)
-                    _write_pairs(train if split == "train" else validation, pairs)
-                    split_counts[split] += len(pairs)
-                    prompts[split] += 1
-                    by_rule.update(pair.rule for pair in pairs)
-                path.unlink()
-                if (index + 1) % max(1, partitions // 10) == 0:
-                    say.say(f"pass 2: {index + 1}/{partitions} partitions")
+        pair_jobs = [
+            _PairJob(
+                str(spill_dir),
+                partition,
+                rules,
+                settings.validation_fraction,
+                EVENTS_PER_PAIR_CAP * settings.max_pairs_per_prompt,
+            )
+            for partition in range(partitions)
+        ]
+        for result in _run(_pairs_of_partition, pair_jobs, workers):
+            stats.update(result["stats"])
+            counts_2.update(result["counts"])
+        for split, name in (("train", TRAIN_FILE), ("validation", VALIDATION_FILE)):
+            parts = [spill_dir / f"pairs-{p:04d}-{split}.jsonl" for p in range(partitions)]
+            _concatenate(parts, out_dir / name)
+        tally.hot_prompt_dropped = counts_2["hot_prompt_dropped"]
+        say.say(f"pass 2 done: {partitions} partitions")
     finally:
         shutil.rmtree(spill_dir, ignore_errors=True)
 
@@ -348,21 +473,32 @@ def build_pairs(config: RunConfig, out_dir: Path, *, progress: bool = False) -> 
         events_rejected=tally.rejected,
         events_without_consent=tally.without_consent,
         redactions=redact.total,
-        pairs_train=split_counts["train"],
-        pairs_validation=split_counts["validation"],
+        pairs_train=counts_2["pairs:train"],
+        pairs_validation=counts_2["pairs:validation"],
         pairs_golden=len(golden),
-        pairs_by_rule={name: by_rule[name] for name in RULE_NAMES},
+        pairs_by_rule={name: counts_2[f"rule:{name}"] for name in RULE_NAMES},
     )
+    prompts = {"train": counts_2["prompts:train"], "validation": counts_2["prompts:validation"]}
     manifest = _manifest(
-        config, objects, inputs_digest, pairs_digest, output_digests, counts, tally,
-        reject_kinds, redact, stats, prompts, partitions,
+        config,
+        objects=objects,
+        inputs_digest=inputs_digest,
+        pairs_digest=pairs_digest,
+        output_digests=output_digests,
+        counts=counts,
+        tally=tally,
+        reject_kinds=reject_kinds,
+        redactions=redact.counts,
+        stats=stats,
+        prompts=prompts,
+        partitions=partitions,
     )
     (out_dir / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     say.say(
         f"done: {counts.pairs_train:,} train, {counts.pairs_validation:,} validation pairs; "
         f"{tally.rejected:,} rejected lines, {redact.total:,} redactions"
     )
-    _check(config, counts, tally, first_reject)
+    _check(config, counts, tally, out_dir / REJECTED_FILE)
     return PairsResult(
         out_dir=out_dir,
         train_path=out_dir / TRAIN_FILE,
@@ -374,10 +510,12 @@ def build_pairs(config: RunConfig, out_dir: Path, *, progress: bool = False) -> 
     )
 
 
-def _check(config: RunConfig, counts: DataCounts, tally: _Tally, first: Reject | None) -> None:
+def _check(config: RunConfig, counts: DataCounts, tally: _Tally, rejected: Path) -> None:
     settings = config.pairs
     if tally.lines and tally.rejected / tally.lines > settings.max_rejected_fraction:
-        detail = f"; first: {first.file} line {first.line}: {first.reason}" if first else ""
+        with rejected.open(encoding="utf-8") as stream:
+            first = json.loads(stream.readline())
+        detail = f"; first: {first['file']} line {first['line']}: {first['reason']}"
         raise DataError(
             f"{tally.rejected} of {tally.lines} telemetry lines are malformed "
             f"({tally.rejected / tally.lines:.1%}), above pairs.maxRejectedFraction "
@@ -396,6 +534,7 @@ def _check(config: RunConfig, counts: DataCounts, tally: _Tally, first: Reject |
 
 def _manifest(
     config: RunConfig,
+    *,
     objects: list[ObjectInfo],
     inputs_digest: str,
     pairs_digest: str,
@@ -403,9 +542,9 @@ def _manifest(
     counts: DataCounts,
     tally: _Tally,
     reject_kinds: Counter[str],
-    redact: Redactor,
+    redactions: Counter[str],
     stats: Counter[str],
-    prompts: Counter[str],
+    prompts: dict[str, int],
     partitions: int,
 ) -> dict[str, Any]:
     def prefixed(prefix: str) -> dict[str, int]:
@@ -415,7 +554,10 @@ def _manifest(
         "schemaVersion": MANIFEST_SCHEMA_VERSION,
         "telemetryUri": config.telemetry_uri,
         "goldenUri": config.golden_uri,
-        "window": {"since": _utc(config.since).isoformat(), "until": _utc(config.until).isoformat()},
+        "window": {
+            "since": _utc(config.since).isoformat(),
+            "until": _utc(config.until).isoformat(),
+        },
         "inputs": [{"key": o.key, "size": o.size, "etag": o.etag} for o in objects],
         "inputDigest": inputs_digest,
         "configDigest": config.digest(),
@@ -433,7 +575,7 @@ def _manifest(
             "hotPromptDropped": tally.hot_prompt_dropped,
         },
         "rejects": {"file": REJECTED_FILE, "byKind": dict(sorted(reject_kinds.items()))},
-        "redactions": {kind: redact.counts[kind] for kind in KINDS},
+        "redactions": {kind: redactions[kind] for kind in KINDS},
         "rules": {
             rule.name: {"weight": rule.weight, "margin": rule.margin} for rule in all_rules()
         },
@@ -442,10 +584,3 @@ def _manifest(
         "prompts": {"train": prompts["train"], "validation": prompts["validation"]},
         "partitions": partitions,
     }
-
-
-def read_pairs(path: Path) -> Iterator[dict[str, Any]]:
-    """The rows of a pair file (for tests and tools)."""
-    with path.open(encoding="utf-8") as stream:
-        for line in stream:
-            yield json.loads(line)

@@ -18,6 +18,8 @@ from typing import NamedTuple
 class Interaction(NamedTuple):
     """The part of an event the rules need (redacted; no user id): one spilled row."""
 
+    #: (object index << 32) | line number: the input order, whatever process read the line.
+    order: int
     prompt_id: str
     prompt: str
     session_id: str
@@ -80,26 +82,48 @@ class RuleSettings:
     rating_gap: float = 2.0
 
 
-def _texts(group: Sequence[Interaction]) -> dict[str, str]:
-    texts: dict[str, str] = {}
-    for event in group:
-        texts.setdefault(event.response_id, event.response)
-    return texts
+@dataclass(frozen=True)
+class Group:
+    """One prompt's events with what several rules share, computed once."""
+
+    events: Sequence[Interaction]
+    #: response id -> text (the first seen)
+    texts: dict[str, str]
+    #: response id -> thumbs up minus thumbs down
+    votes: Counter[str]
+    #: responses with any complaint: reported, regenerated, corrected, rated <= 2, net
+    #: thumbs-down, or lost a comparison
+    complained: set[str]
+
+    @classmethod
+    def of(cls, events: Sequence[Interaction]) -> Group:
+        texts: dict[str, str] = {}
+        votes: Counter[str] = Counter()
+        complained: set[str] = set()
+        for event in events:
+            rid = event.response_id
+            texts.setdefault(rid, event.response)
+            if event.thumb == "up":
+                votes[rid] += 1
+            elif event.thumb == "down":
+                votes[rid] -= 1
+            if (
+                event.reported_wrong
+                or event.regenerated
+                or event.correction
+                or (event.rating is not None and event.rating <= 2)
+                or event.choice == "other"
+            ):
+                complained.add(rid)
+            if event.choice == "this" and event.other_response_id:
+                complained.add(event.other_response_id)
+        complained.update(rid for rid, net in votes.items() if net < 0)
+        return cls(events, texts, votes, complained)
 
 
-def _net_thumbs(group: Sequence[Interaction]) -> Counter[str]:
-    votes: Counter[str] = Counter()
-    for event in group:
-        if event.thumb == "up":
-            votes[event.response_id] += 1
-        elif event.thumb == "down":
-            votes[event.response_id] -= 1
-    return votes
-
-
-def comparison(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
+def comparison(group: Group, settings: RuleSettings) -> list[Candidate]:
     out: list[Candidate] = []
-    for event in group:
+    for event in group.events:
         if event.other_response is None:
             continue
         if event.choice == "this":
@@ -109,30 +133,35 @@ def comparison(group: Sequence[Interaction], settings: RuleSettings) -> list[Can
     return out
 
 
-def correction(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    return [(e.correction, e.response, 1.0) for e in group if e.correction and e.correction.strip()]
+def correction(group: Group, settings: RuleSettings) -> list[Candidate]:
+    return [
+        (e.correction, e.response, 1.0)
+        for e in group.events
+        if e.correction and e.correction.strip()
+    ]
 
 
-def thumbs(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    texts, votes = _texts(group), _net_thumbs(group)
+def thumbs(group: Group, settings: RuleSettings) -> list[Candidate]:
+    texts, votes = group.texts, group.votes
     ups = [rid for rid, net in votes.items() if net > 0]
     downs = [rid for rid, net in votes.items() if net < 0]
     return [(texts[up], texts[down], 0.5) for up in ups for down in downs]
 
 
-def reported_wrong(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    texts, votes = _texts(group), _net_thumbs(group)
-    reported = {e.response_id for e in group if e.reported_wrong}
+def reported_wrong(group: Group, settings: RuleSettings) -> list[Candidate]:
+    texts = group.texts
+    reported = {e.response_id for e in group.events if e.reported_wrong}
     if not reported:
         return []
-    clean = [rid for rid in texts if rid not in reported and votes[rid] >= 0]
+    # Only a response nobody complained about in any way beats a reported one.
+    clean = [rid for rid in texts if rid not in group.complained]
     return [(texts[good], texts[bad], 0.5) for good in clean for bad in sorted(reported)]
 
 
-def rating(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    texts = _texts(group)
+def rating(group: Group, settings: RuleSettings) -> list[Candidate]:
+    texts = group.texts
     ratings: defaultdict[str, list[int]] = defaultdict(list)
-    for event in group:
+    for event in group.events:
         if event.rating is not None:
             ratings[event.response_id].append(event.rating)
     means = {rid: sum(values) / len(values) for rid, values in ratings.items()}
@@ -144,11 +173,11 @@ def rating(group: Sequence[Interaction], settings: RuleSettings) -> list[Candida
     ]
 
 
-def regeneration(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    texts = _texts(group)
+def regeneration(group: Group, settings: RuleSettings) -> list[Candidate]:
+    texts = group.texts
     accepted: defaultdict[str, set[str]] = defaultdict(set)
     regenerated: defaultdict[str, set[str]] = defaultdict(set)
-    for event in group:
+    for event in group.events:
         if event.regenerated:
             regenerated[event.session_id].add(event.response_id)
         elif event.accepted:
@@ -162,12 +191,12 @@ def regeneration(group: Sequence[Interaction], settings: RuleSettings) -> list[C
     ]
 
 
-def implicit(group: Sequence[Interaction], settings: RuleSettings) -> list[Candidate]:
-    texts = _texts(group)
+def implicit(group: Group, settings: RuleSettings) -> list[Candidate]:
+    texts = group.texts
     dwell: dict[str, int] = {}
     copied: set[str] = set()
     reported: set[str] = set()
-    for event in group:
+    for event in group.events:
         if event.dwell_ms is not None:
             dwell[event.response_id] = max(dwell.get(event.response_id, 0), event.dwell_ms)
         if event.copied:
@@ -176,31 +205,34 @@ def implicit(group: Sequence[Interaction], settings: RuleSettings) -> list[Candi
             reported.add(event.response_id)
     threshold = settings.dwell_threshold_ms
     out: list[Candidate] = []
-    for a in dwell:
+    for a, dwell_a in dwell.items():
         if a in reported:
             continue
-        for b in dwell:
+        for b, dwell_b in dwell.items():
             if a == b:
                 continue
             by_copy = a in copied and b not in copied
             against_copy = b in copied and a not in copied
-            by_dwell = dwell[a] - dwell[b] >= threshold
-            against_dwell = dwell[b] - dwell[a] >= threshold
+            by_dwell = dwell_a - dwell_b >= threshold
+            against_dwell = dwell_b - dwell_a >= threshold
             # Both signals must agree or one must be silent: a weak signal never overrides.
             if (by_copy and not against_dwell) or (by_dwell and not against_copy):
                 out.append((texts[a], texts[b], 0.1))
     return out
 
 
-RuleFunction = Callable[[Sequence[Interaction], RuleSettings], list[Candidate]]
+RuleFunction = Callable[[Group, RuleSettings], list[Candidate]]
 
 #: In priority order: when a prompt has more pairs than its cap, earlier rules win.
 RULES: tuple[tuple[Rule, RuleFunction], ...] = (
-    (Rule("comparison", 1.0, 1.0, "A-vs-B choice: the chosen response beats the other"), comparison),
+    (
+        Rule("comparison", 1.0, 1.0, "A-vs-B choice: the chosen response beats the other"),
+        comparison,
+    ),
     (Rule("correction", 1.0, 1.0, "the user's correction beats the original response"), correction),
     (Rule("thumbs", 0.8, 0.5, "net thumbs-up response beats net thumbs-down response"), thumbs),
     (
-        Rule("reported_wrong", 0.7, 0.5, "an unreported response beats one reported wrong"),
+        Rule("reported_wrong", 0.7, 0.5, "a response without complaints beats one reported wrong"),
         reported_wrong,
     ),
     (Rule("rating", 0.6, 0.25, "mean rating higher by >= 2 stars wins; margin = gap / 4"), rating),
@@ -208,13 +240,19 @@ RULES: tuple[tuple[Rule, RuleFunction], ...] = (
         Rule("regeneration", 0.6, 0.3, "the accepted response beats the ones regenerated"),
         regeneration,
     ),
-    (Rule("implicit", 0.2, 0.1, "copied or longer-dwelt (by the threshold) response wins"), implicit),
+    (
+        Rule("implicit", 0.2, 0.1, "copied or longer-dwelt (by the threshold) response wins"),
+        implicit,
+    ),
 )
 RULE_NAMES = tuple(rule.name for rule, _ in RULES)
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.split())
+def _normal(text: str, cache: dict[str, str]) -> str:
+    found = cache.get(text)
+    if found is None:
+        found = cache[text] = " ".join(text.split())
+    return found
 
 
 def _order(candidate: Candidate) -> int:
@@ -223,22 +261,32 @@ def _order(candidate: Candidate) -> int:
 
 
 def select_pairs(
-    group: Sequence[Interaction], settings: RuleSettings, stats: Counter[str]
+    events: Sequence[Interaction], settings: RuleSettings, stats: Counter[str]
 ) -> list[Pair]:
     """The pairs of one prompt's events after de-duplication, filters and the per-prompt cap.
 
     ``stats`` gains ``candidates:<rule>`` and ``dropped:<why>`` counts.
     """
-    first = group[0]
+    group = Group.of(events)
+    first = events[0]
     prompt = first.prompt
     kept: list[Pair] = []
     seen: set[tuple[str, str]] = set()
+    normal: dict[str, str] = {}
     prompt_too_long = len(prompt) > settings.max_text_chars
+    cap = settings.max_pairs_per_prompt
     for rule, function in RULES:
         candidates = function(group, settings)
         stats[f"candidates:{rule.name}"] += len(candidates)
+        if len(kept) >= cap:
+            # Full: the rest cannot be kept, whatever the filters would say.
+            stats["dropped:over_cap"] += len(candidates)
+            continue
         for chosen, rejected, margin in sorted(candidates, key=_order):
-            key = (_normal(chosen), _normal(rejected))
+            if len(kept) >= cap:
+                stats["dropped:over_cap"] += 1
+                continue
+            key = (_normal(chosen, normal), _normal(rejected, normal))
             if not key[0] or not key[1]:
                 stats["dropped:empty"] += 1
             elif key[0] == key[1]:
@@ -247,8 +295,6 @@ def select_pairs(
                 stats["dropped:too_long"] += 1
             elif key in seen:
                 stats["dropped:duplicate"] += 1
-            elif len(kept) >= settings.max_pairs_per_prompt:
-                stats["dropped:over_cap"] += 1
             else:
                 seen.add(key)
                 kept.append(
