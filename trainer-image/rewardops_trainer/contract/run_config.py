@@ -9,9 +9,8 @@ fills from a Secret by reference.
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime
 
-from pydantic import Field, model_validator
+from pydantic import AwareDatetime, Field, model_validator
 
 from rewardops_trainer.contract.base import ContractModel
 
@@ -68,8 +67,9 @@ class PairSettings(ContractModel):
 class RunConfig(ContractModel):
     run_id: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     telemetry_uri: str = Field(description="s3://bucket/prefix or file:///path of JSONL(.gz)")
-    since: datetime
-    until: datetime
+    #: Times must carry a UTC offset: a naive time would mean whatever the pod's clock zone is.
+    since: AwareDatetime
+    until: AwareDatetime
     golden_uri: str | None = Field(default=None, description="JSONL of golden preference pairs")
     output_uri: str = Field(description="artifacts go to <outputUri>/<runId>/")
     base_model_uri: str = Field(description="the model to fine-tune")
