@@ -11,10 +11,17 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
   exit 0
 fi
 
-if ! command -v lua5.4 >/dev/null 2>&1; then
-  echo "setup: installing lua5.4 (Argo CD health-check tests)" >&2
+# Debian packages the tests run for real: lua5.4 (the Argo CD health check) and prometheus
+# (post-promotion analysis against a real Prometheus server).
+missing=""
+command -v lua5.4 >/dev/null 2>&1 || missing="$missing lua5.4"
+command -v prometheus >/dev/null 2>&1 || missing="$missing prometheus"
+if [ -n "$missing" ]; then
+  echo "setup: installing$missing" >&2
   if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
-  $sudo apt-get update -qq >/dev/null && $sudo apt-get install -y -qq lua5.4 >/dev/null
+  $sudo apt-get update -qq >/dev/null
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >/dev/null
 fi
 
 echo "setup: creating $venv (first run takes a few minutes)" >&2

@@ -9,6 +9,9 @@ from click.testing import CliRunner
 
 from rewardops_operator.api.crd import crd_yaml, custom_resource_definition, open_api_schema
 from rewardops_operator.api.models import (
+    AnalysisPhase,
+    AnalysisStatus,
+    CheckStatus,
     Condition,
     DataStatus,
     GateResult,
@@ -81,6 +84,8 @@ def full_status() -> RewardModelUpdateStatus:
         mean_loss="0.41",
         length_correlation="-0.02",
         latency_ms_per_pair="3.1",
+        reward_mean="-0.12",
+        reward_std="1.3",
     )
     return RewardModelUpdateStatus(
         phase=Phase.SUCCEEDED,
@@ -119,6 +124,22 @@ def full_status() -> RewardModelUpdateStatus:
         served_model="s3://m/runs/r1/model",
         previous_model="s3://m/base",
         promoted_at=NOW,
+        analysis=AnalysisStatus(
+            phase=AnalysisPhase.PASSED,
+            started_at=NOW,
+            last_measured_at=NOW,
+            measurements=3,
+            checks=[
+                CheckStatus(
+                    name="error-ratio",
+                    passed=3,
+                    last_value="0.001",
+                    limit="max 0.01",
+                    last_message="value 0.001 within max 0.01",
+                )
+            ],
+            message="all 1 live check(s) passed",
+        ),
         history=[
             HistoryEntry(
                 run_id="r0",

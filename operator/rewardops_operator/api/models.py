@@ -14,7 +14,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
-from rewardops_operator.api.types import Decimal, Duration, Fraction, PositiveDecimal
+from rewardops_operator.api.types import (
+    Decimal,
+    Duration,
+    Fraction,
+    PositiveDecimal,
+    parse_duration,
+)
 
 GROUP = "rewardops.dev"
 VERSION = "v1alpha1"
@@ -187,11 +193,125 @@ class GatesSpec(ApiModel):
     )
 
 
+class SecretKeyRef(ApiModel):
+    """One key of a Secret in the resource's namespace; read only by reference."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=253, description="Secret name")
+    key: str = Field(min_length=1, max_length=253, description="key within the Secret")
+
+
+class BasicAuthRef(ApiModel):
+    """A Secret holding a user name and a password for HTTP basic auth."""
+
+    secret_name: str = Field(pattern=NAME_PATTERN, max_length=253)
+    username_key: str = "username"
+    password_key: str = "password"
+
+
+class PrometheusAuth(ApiModel):
+    bearer_token: SecretKeyRef | None = Field(default=None, description="sent as a Bearer token")
+    basic: BasicAuthRef | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PrometheusAuth:
+        if self.bearer_token is not None and self.basic is not None:
+            raise ValueError("set bearerToken or basic, not both")
+        return self
+
+
+class PrometheusCheckSpec(ApiModel):
+    """An instant query whose result is compared with the check's min/max."""
+
+    address: str = Field(
+        pattern=r"^https?://[^\s]+$", description="Prometheus base URL, e.g. http://prom:9090"
+    )
+    query: str = Field(min_length=1, description="PromQL; every series returned must pass")
+    auth: PrometheusAuth | None = None
+
+
+class ServingMetric(StrEnum):
+    ERROR_RATIO = "ErrorRatio"
+    LATENCY_QUANTILE = "LatencyQuantile"
+    SCORE_MEAN_SHIFT = "ScoreMeanShift"
+    SCORE_STD_SHIFT = "ScoreStdShift"
+    SCORE_DISTANCE = "ScoreDistance"
+
+
+class ServingMetricsCheckSpec(ApiModel):
+    """A number computed from the serving pods' own /metrics (the reference server's)."""
+
+    metric: ServingMetric = Field(
+        description="ErrorRatio (5xx/requests), LatencyQuantile (seconds), ScoreMeanShift and "
+        "ScoreStdShift (in offline standard deviations), ScoreDistance (KS distance to the "
+        "candidate's offline score distribution)"
+    )
+    quantile: Fraction = Field(default="0.99", description="LatencyQuantile only")
+    endpoint: str = Field(
+        default="/v1/*",
+        description="request endpoint(s) counted; a trailing * matches a prefix",
+    )
+    min_samples: int = Field(
+        default=100, ge=1, description="fewer requests (or scores) make a measurement inconclusive"
+    )
+    port: int = Field(default=8080, ge=1, le=65535, description="the pods' metrics port")
+    path: str = Field(default="/metrics", pattern=r"^/")
+
+
+class AnalysisCheck(ApiModel):
+    """One live check: a provider gives numbers, min/max decide (inclusive limits)."""
+
+    name: str = Field(pattern=NAME_PATTERN, max_length=63)
+    prometheus: PrometheusCheckSpec | None = None
+    serving_metrics: ServingMetricsCheckSpec | None = None
+    max: Decimal | None = Field(default=None, description="pass when every value is at most this")
+    min: Decimal | None = Field(default=None, description="pass when every value is at least this")
+
+    @model_validator(mode="after")
+    def _one_provider_and_a_limit(self) -> AnalysisCheck:
+        providers = [p for p in (self.prometheus, self.serving_metrics) if p is not None]
+        if len(providers) != 1:
+            raise ValueError(f"check {self.name}: set exactly one of prometheus, servingMetrics")
+        if self.max is None and self.min is None:
+            raise ValueError(f"check {self.name}: set max, min or both")
+        return self
+
+
+class AnalysisSpec(ApiModel):
+    """Watch the promoted model for ``duration`` after its rollout; roll back on regression."""
+
+    duration: Duration = Field(default="10m", description="window after the rollout completes")
+    interval: Duration = Field(default="1m", description="time between measurements")
+    failure_limit: int = Field(
+        default=1, ge=1, description="failed measurements of one check that roll back"
+    )
+    inconclusive_limit: int = Field(
+        default=3,
+        ge=0,
+        description="inconclusive measurements of one check tolerated (no data, unreachable)",
+    )
+    checks: list[AnalysisCheck] = Field(min_length=1, max_length=20)
+
+    @model_validator(mode="after")
+    def _sane(self) -> AnalysisSpec:
+        if parse_duration(self.interval).total_seconds() < 1:
+            raise ValueError("interval must be at least 1s")
+        if parse_duration(self.duration) < parse_duration(self.interval):
+            raise ValueError("duration must be at least one interval")
+        names = [check.name for check in self.checks]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"check names must be unique: {', '.join(duplicates)}")
+        return self
+
+
 class PromotionSpec(ApiModel):
     mode: Literal["Automatic", "Manual"] = "Automatic"
     approved: bool = Field(default=False, description="Manual mode: set true to promote")
     rollout_deadline_seconds: int = Field(
         default=600, ge=30, description="rollout must complete in this time or is rolled back"
+    )
+    analysis: AnalysisSpec | None = Field(
+        default=None, description="live checks after the rollout (docs/gates-and-analysis.md)"
     )
 
 
@@ -264,6 +384,10 @@ class ModelMetricsStatus(ApiModel):
     mean_loss: str | None = None
     length_correlation: str | None = None
     latency_ms_per_pair: Decimal | None = None
+    #: Offline score distribution on held-out pairs (may be negative): what live scores should
+    #: look like; the serving-metrics drift checks compare against it.
+    reward_mean: str | None = None
+    reward_std: str | None = None
 
 
 class GateResult(ApiModel):
@@ -272,6 +396,38 @@ class GateResult(ApiModel):
     value: str
     limit: str
     message: str
+
+
+class AnalysisPhase(StrEnum):
+    RUNNING = "Running"
+    PASSED = "Passed"
+    FAILED = "Failed"
+    INCONCLUSIVE = "Inconclusive"
+
+
+class CheckStatus(ApiModel):
+    """One live check's tally over the analysis window, and its latest numbers."""
+
+    name: str
+    passed: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    last_value: str | None = Field(default=None, description="worst value of the last measurement")
+    limit: str = ""
+    last_message: str = ""
+
+    @property
+    def measured(self) -> int:
+        return self.passed + self.failed + self.inconclusive
+
+
+class AnalysisStatus(ApiModel):
+    phase: AnalysisPhase = AnalysisPhase.RUNNING
+    started_at: datetime
+    last_measured_at: datetime | None = None
+    measurements: int = 0
+    checks: list[CheckStatus] = Field(default_factory=list)
+    message: str = ""
 
 
 class HistoryEntry(ApiModel):
@@ -300,6 +456,7 @@ class RewardModelUpdateStatus(ApiModel):
     served_model: str | None = None
     previous_model: str | None = None
     promoted_at: datetime | None = None
+    analysis: AnalysisStatus | None = None
     history: list[HistoryEntry] = Field(default_factory=list, max_length=HISTORY_LIMIT)
 
 

@@ -54,6 +54,29 @@ class DeploymentState:
 
 
 @dataclass(frozen=True)
+class CheckMeasurement:
+    """What one live-analysis check's provider returned at one time.
+
+    ``values`` holds every number it measured (a Prometheus query may return several series;
+    all must pass). Empty values with an ``error`` mean the provider could not be asked (down,
+    refused, bad answer); empty values without one mean it answered without usable data (no
+    series, NaN, too few samples), explained in ``detail``. Both count as inconclusive.
+    """
+
+    name: str
+    values: tuple[float, ...] = ()
+    detail: str = ""
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class AnalysisMeasurements:
+    """One round of measurements, taken by the driver when ``core.analysis.wanted`` said so."""
+
+    checks: tuple[CheckMeasurement, ...]
+
+
+@dataclass(frozen=True)
 class Observations:
     now: datetime
     #: None: no Job by the status's job name exists (or none was expected yet).
@@ -62,3 +85,5 @@ class Observations:
     report: ReportState | None = None
     #: None: the serving Deployment does not exist.
     deployment: DeploymentState | None = None
+    #: None: no live-analysis measurement was due (or analysis is off).
+    analysis: AnalysisMeasurements | None = None

@@ -3,7 +3,12 @@
 Lifecycle::
 
     Pending -> Training -> Evaluating -> [AwaitingApproval] -> Promoting -> Verifying -> Succeeded
-    side exits: Rejected (gates), RolledBack (rollout), Failed (Job, report, bad config)
+    side exits: Rejected (gates), RolledBack (rollout or live analysis), Failed (Job, report,
+    bad config)
+
+Verifying waits for the rollout, then, when ``spec.promotion.analysis`` is set, watches the
+promoted model for the analysis window (see :mod:`analysis`) while still holding the promotion
+lock; a failed or inconclusive analysis rolls back exactly as a failed rollout does.
 
 Contract with the drivers (kopf, local):
 
@@ -14,6 +19,8 @@ Contract with the drivers (kopf, local):
   or while Training when the Job is gone (it may have been reaped after finishing).
 - Reconcile again on any change of the resource, its Job or its Deployment, and after
   ``requeue_after`` seconds as a safety net.
+- Measure the live-analysis checks when ``analysis.wanted(update, now)`` names them, and pass
+  the results in ``observed.analysis``.
 
 A run belongs to one spec (see :mod:`naming`): a changed spec starts a new run, stopping the
 old one unless its model is already rolling out (then that rollout is verified first). The same
@@ -29,6 +36,8 @@ from rewardops_operator.api import conditions as cond
 from rewardops_operator.api.conditions import ConditionStatus
 from rewardops_operator.api.models import (
     HISTORY_LIMIT,
+    AnalysisPhase,
+    AnalysisSpec,
     DataStatus,
     HistoryEntry,
     ModelMetricsStatus,
@@ -36,6 +45,7 @@ from rewardops_operator.api.models import (
     RewardModelUpdate,
     RewardModelUpdateStatus,
 )
+from rewardops_operator.core import analysis
 from rewardops_operator.core.actions import (
     AcquireLock,
     Action,
@@ -64,7 +74,14 @@ REPORT_GRACE = timedelta(minutes=2)
 #: Seconds until the next look after acting; the watch on the changed object usually wins.
 SOON = 5.0
 #: Conditions that describe one run; a new run starts without them.
-STAGE_CONDITIONS = (cond.TRAINED, cond.GATES_PASSED, cond.APPROVED, cond.PROMOTED, cond.ROLLED_BACK)
+STAGE_CONDITIONS = (
+    cond.TRAINED,
+    cond.GATES_PASSED,
+    cond.APPROVED,
+    cond.PROMOTED,
+    analysis.ANALYSIS_PASSED,
+    cond.ROLLED_BACK,
+)
 
 #: Phases that act on the evaluated candidate recorded in status.
 AFTER_EVALUATION = frozenset({Phase.AWAITING_APPROVAL, Phase.PROMOTING, Phase.VERIFYING})
@@ -112,6 +129,8 @@ def _metrics(evaluation: ModelEvaluation) -> ModelMetricsStatus:
         mean_loss=_decimal(held_out.mean_loss),
         length_correlation=_decimal(held_out.length_correlation),
         latency_ms_per_pair=_decimal(held_out.latency_ms_per_pair, 3),
+        reward_mean=_decimal(held_out.reward_mean),
+        reward_std=_decimal(held_out.reward_std),
     )
 
 
@@ -266,6 +285,7 @@ class _Reconciler:
         status.gates = []
         status.previous_model = None
         status.promoted_at = None
+        status.analysis = None
         status.conditions = [c for c in status.conditions if c.type not in STAGE_CONDITIONS]
         deployment = self.observed.deployment
         serving = self.spec.serving
@@ -567,6 +587,9 @@ class _Reconciler:
             self._set(cond.PROMOTED, "False", "DeploymentNotFound", message)
             self._finish(Phase.FAILED, "DeploymentNotFound", message, "Warning")
             return False
+        if self.status.analysis is not None and self.spec.promotion.analysis is not None:
+            # The rollout completed earlier; replica counts no longer decide anything.
+            return self._analysing(deployment, self.spec.promotion.analysis)
         promoted_at = self.status.promoted_at or self.now
         deadline = promoted_at + timedelta(seconds=self.spec.promotion.rollout_deadline_seconds)
         ours = deployment.model_uri == candidate
@@ -583,6 +606,19 @@ class _Reconciler:
                 f"(generation {deployment.generation}, {counts})"
             )
             self._set(cond.PROMOTED, "True", "RolloutComplete", message)
+            spec = self.spec.promotion.analysis
+            if spec is not None:
+                self.status.analysis = analysis.start(spec, self.now)
+                self._set(
+                    analysis.ANALYSIS_PASSED,
+                    "Unknown",
+                    analysis.RUNNING,
+                    f"{message}; {self.status.analysis.message}",
+                    "Normal",
+                )
+                wait = analysis.wait_seconds(spec, self.status.analysis, self.now)
+                self._wait(min(self.settings.poll_seconds, wait))
+                return False
             self.actions.append(ReleaseLock(deployment.name, self.holder))
             self._finish(Phase.SUCCEEDED, "Succeeded", message, "Normal")
             return False
@@ -612,6 +648,44 @@ class _Reconciler:
         self._set(cond.PROMOTED, "False", "RollingOut", message)
         remaining = (deadline - self.now).total_seconds()
         self._wait(min(self.settings.poll_seconds, max(remaining, 1.0)))
+        return False
+
+    def _analysing(self, deployment: DeploymentState, spec: AnalysisSpec) -> bool:
+        candidate = self._candidate_uri()
+        state = self.status.analysis
+        assert state is not None  # _verifying comes here only with an analysis under way
+        if deployment.model_uri != candidate:
+            # Someone else (a person, a GitOps sync) changed the model: not ours to undo.
+            message = (
+                f"the serving container's {self.spec.serving.model_env} became "
+                f"{deployment.model_uri} during the live analysis of {candidate}; left as it is"
+            )
+            self.actions.append(ReleaseLock(deployment.name, self.holder))
+            self._set(cond.PROMOTED, "False", "ModelReplaced", message)
+            self._finish(Phase.FAILED, "ModelReplaced", message, "Warning")
+            return False
+        measured = self.observed.analysis
+        if measured is not None and analysis.is_due(spec, state, self.now):
+            state = analysis.record(spec, state, measured, self.now)
+        verdict = analysis.judge(spec, state, self.now)
+        self.status.analysis = state.model_copy(
+            update={"phase": verdict.phase, "message": verdict.message}
+        )
+        if verdict.phase == AnalysisPhase.RUNNING:
+            self._set(analysis.ANALYSIS_PASSED, "Unknown", verdict.reason, verdict.message)
+            self._wait(
+                min(self.settings.poll_seconds, analysis.wait_seconds(spec, state, self.now))
+            )
+            return False
+        if verdict.phase == AnalysisPhase.PASSED:
+            self._set(analysis.ANALYSIS_PASSED, "True", verdict.reason, verdict.message, "Normal")
+            self.actions.append(ReleaseLock(deployment.name, self.holder))
+            self._finish(
+                Phase.SUCCEEDED, "Succeeded", f"{candidate} serves; {verdict.message}", "Normal"
+            )
+            return False
+        self._set(analysis.ANALYSIS_PASSED, "False", verdict.reason, verdict.message)
+        self._roll_back(deployment, verdict.reason, verdict.message)
         return False
 
     def _roll_back(self, deployment: DeploymentState, reason: str, why: str) -> None:

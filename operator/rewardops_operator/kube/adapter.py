@@ -22,6 +22,8 @@ from urllib.parse import quote, urlparse
 
 from pydantic import ValidationError
 
+from rewardops_operator.analysis.http import ProviderError
+from rewardops_operator.analysis.measure import measure_all, offline_scores
 from rewardops_operator.api.models import (
     GROUP,
     PLURAL,
@@ -29,6 +31,7 @@ from rewardops_operator.api.models import (
     Phase,
     RewardModelUpdate,
     RewardModelUpdateStatus,
+    ServingMetricsCheckSpec,
 )
 from rewardops_operator.core.actions import (
     AcquireLock,
@@ -39,7 +42,13 @@ from rewardops_operator.core.actions import (
     ReleaseLock,
     SetServedModel,
 )
-from rewardops_operator.core.observations import JobState, Observations, ReportState
+from rewardops_operator.core.analysis import wanted
+from rewardops_operator.core.observations import (
+    AnalysisMeasurements,
+    JobState,
+    Observations,
+    ReportState,
+)
 from rewardops_operator.kube.deployment import (
     PROMOTION_LOCK_ANNOTATION,
     lock_patch,
@@ -248,7 +257,66 @@ class Cluster:
             if raw_deployment is not None
             else None
         )
-        return Observations(now=now, job=job, report=report, deployment=deployment)
+        analysis = None
+        if raw_deployment is not None:
+            analysis = self.measure_analysis(update, raw_deployment, now)
+        return Observations(
+            now=now, job=job, report=report, deployment=deployment, analysis=analysis
+        )
+
+    def measure_analysis(
+        self, update: RewardModelUpdate, raw_deployment: dict[str, Any], now: datetime
+    ) -> AnalysisMeasurements | None:
+        """The live-analysis checks, when the core wants a measurement at ``now``."""
+        spec = wanted(update, now)
+        if spec is None:
+            return None
+        namespace = _namespace(update)
+
+        def targets(check: ServingMetricsCheckSpec) -> list[str]:
+            return [
+                f"http://{address}:{check.port}{check.path}"
+                for address in self.serving_pod_addresses(namespace, raw_deployment)
+            ]
+
+        def secret(name: str, key: str) -> str:
+            data = self.api.read_secret(namespace, name)
+            if key not in data:
+                raise LookupError(f"Secret {name} has no key {key}")
+            return data[key]
+
+        return measure_all(spec, offline_scores(update.status), targets=targets, secret=secret)
+
+    def serving_pod_addresses(self, namespace: str, raw_deployment: dict[str, Any]) -> list[str]:
+        """IPs of the Deployment's running, ready pods (by its selector's matchLabels)."""
+        selector = (raw_deployment.get("spec", {}).get("selector") or {}).get("matchLabels") or {}
+        if not selector:
+            raise ProviderError("the serving Deployment has no selector.matchLabels")
+        query = ",".join(f"{key}={value}" for key, value in sorted(selector.items()))
+        try:
+            listed = self.api.request(
+                "GET", f"/api/v1/namespaces/{quote(namespace)}/pods", query={"labelSelector": query}
+            )
+        except ApiError as error:
+            raise ProviderError(f"listing the serving pods: {error}") from None
+        addresses = []
+        for pod in (listed or {}).get("items", []):
+            meta, status = pod.get("metadata", {}), pod.get("status", {})
+            labels = meta.get("labels") or {}
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions") or []
+            )
+            # Filtered here too: not every API server honours labelSelector (test stand-ins).
+            if (
+                all(labels.get(key) == value for key, value in selector.items())
+                and not meta.get("deletionTimestamp")
+                and status.get("phase") == "Running"
+                and ready
+                and status.get("podIP")
+            ):
+                addresses.append(str(status["podIP"]))
+        return sorted(addresses)
 
     def _job_state(self, namespace: str, raw_job: dict[str, Any]) -> JobState:
         """The Job; when it failed, with the trainer's termination message and exit code."""

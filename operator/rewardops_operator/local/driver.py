@@ -14,10 +14,12 @@ from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
+from rewardops_operator.analysis.measure import measure_all, offline_scores
 from rewardops_operator.api.models import (
     Phase,
     RewardModelUpdate,
     RewardModelUpdateStatus,
+    ServingMetricsCheckSpec,
 )
 from rewardops_operator.core.actions import (
     AcquireLock,
@@ -28,6 +30,7 @@ from rewardops_operator.core.actions import (
     ReleaseLock,
     SetServedModel,
 )
+from rewardops_operator.core.analysis import wanted
 from rewardops_operator.core.observations import Observations, ReportState
 from rewardops_operator.core.reconcile import reconcile
 from rewardops_operator.local.jobs import LocalJobs
@@ -52,6 +55,13 @@ def read_report(uri: str, storage: StorageSettings) -> ReportState:
             return ReportState(report=Report.model_validate_json(stream.read()))
     except (StorageError, ValidationError) as error:
         return ReportState(error=f"{uri}: {error}")
+
+
+def _no_secrets(name: str, key: str) -> str:
+    raise LookupError(
+        f"Secret {name} (key {key}) cannot be read by `rewardops run`: there is no cluster; "
+        "use a Prometheus check without auth locally"
+    )
 
 
 @dataclass
@@ -100,6 +110,7 @@ class LocalDriver:
         self.clock = clock
 
     def observe(self, item: LocalUpdate) -> Observations:
+        now = self.clock()
         status = item.status
         job = self.jobs.observe(status.job_name)
         report = None
@@ -109,11 +120,24 @@ class LocalDriver:
             )
             report = read_report(uri, self.storage)
         deployment = self.deployments.get(item.update.spec.serving.deployment)
+        analysis = None
+        spec = wanted(item.current(), now)
+        if spec is not None and deployment is not None:
+            port = deployment.serve_port
+
+            def targets(check: ServingMetricsCheckSpec) -> list[str]:
+                # The local scorer answers on the serving port, whatever the pods' port.
+                return [f"http://127.0.0.1:{port}{check.path}"]
+
+            analysis = measure_all(
+                spec, offline_scores(status), targets=targets, secret=_no_secrets
+            )
         return Observations(
-            now=self.clock(),
+            now=now,
             job=job,
             report=report,
             deployment=deployment.observe() if deployment else None,
+            analysis=analysis,
         )
 
     def step(self, item: LocalUpdate) -> float | None:
