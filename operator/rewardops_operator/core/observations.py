@@ -9,7 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from rewardops_operator.api.models import Phase, RewardModelUpdate
 from rewardops_trainer.contract import Report
+from rewardops_trainer.contract.report import REPORT_FILE
+from rewardops_trainer.storage import join_uri
 
 
 @dataclass(frozen=True)
@@ -87,3 +90,16 @@ class Observations:
     deployment: DeploymentState | None = None
     #: None: no live-analysis measurement was due (or analysis is off).
     analysis: AnalysisMeasurements | None = None
+
+
+def report_to_read(update: RewardModelUpdate, job: JobState | None) -> str | None:
+    """Where a driver should read the run's report.json from, given the Job it observed; None
+    while the run cannot have one yet. The report counts once the Job succeeded, or while
+    Training when the Job is gone (reaped by its TTL after it finished)."""
+    status = update.status
+    if status is None or not status.run_id:
+        return None
+    job_gone = job is None and status.phase == Phase.TRAINING
+    if not (job_gone or (job is not None and job.succeeded)):
+        return None
+    return status.report_uri or join_uri(update.spec.output.uri, status.run_id, REPORT_FILE)

@@ -28,7 +28,6 @@ from rewardops_operator.api.models import (
     GROUP,
     PLURAL,
     VERSION,
-    Phase,
     RewardModelUpdate,
     RewardModelUpdateStatus,
     ServingMetricsCheckSpec,
@@ -48,6 +47,7 @@ from rewardops_operator.core.observations import (
     JobState,
     Observations,
     ReportState,
+    report_to_read,
 )
 from rewardops_operator.kube.deployment import (
     PROMOTION_LOCK_ANNOTATION,
@@ -59,8 +59,7 @@ from rewardops_operator.kube.deployment import (
 from rewardops_operator.kube.job import build_job, pod_termination
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import Report, StorageSettings
-from rewardops_trainer.contract.report import REPORT_FILE
-from rewardops_trainer.storage import StorageError, join_uri, open_store
+from rewardops_trainer.storage import StorageError, open_store
 
 FIELD_MANAGER = "rewardops"
 JSON_PATCH = "application/json-patch+json"
@@ -243,13 +242,8 @@ class Cluster:
         if status.job_name:
             raw_job = self.api.get_job(namespace, status.job_name)
             job = self._job_state(namespace, raw_job) if raw_job is not None else None
-        report = None
-        # The core's contract: the report once the Job succeeded, or while Training when the
-        # Job is gone (reaped by its TTL after finishing).
-        job_gone = job is None and status.phase == Phase.TRAINING
-        if status.run_id and (job_gone or (job is not None and job.succeeded)):
-            uri = status.report_uri or join_uri(update.spec.output.uri, status.run_id, REPORT_FILE)
-            report = self.read_report(update, uri)
+        uri = report_to_read(update, job)
+        report = self.read_report(update, uri) if uri else None
         serving = update.spec.serving
         raw_deployment = self.api.get_deployment(namespace, serving.deployment)
         deployment = (

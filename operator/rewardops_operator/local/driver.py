@@ -31,14 +31,13 @@ from rewardops_operator.core.actions import (
     SetServedModel,
 )
 from rewardops_operator.core.analysis import wanted
-from rewardops_operator.core.observations import Observations, ReportState
+from rewardops_operator.core.observations import Observations, ReportState, report_to_read
 from rewardops_operator.core.reconcile import reconcile
 from rewardops_operator.local.jobs import LocalJobs
 from rewardops_operator.local.serving import LocalDeployment
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import Report, StorageSettings
-from rewardops_trainer.contract.report import REPORT_FILE
-from rewardops_trainer.storage import StorageError, join_uri, open_store
+from rewardops_trainer.storage import StorageError, open_store
 
 #: How often the loop looks again while waiting on a process.
 POLL_SECONDS = 0.5
@@ -113,12 +112,8 @@ class LocalDriver:
         now = self.clock()
         status = item.status
         job = self.jobs.observe(status.job_name)
-        report = None
-        if job is not None and job.succeeded and status.run_id:
-            uri = status.report_uri or join_uri(
-                item.update.spec.output.uri, status.run_id, REPORT_FILE
-            )
-            report = read_report(uri, self.storage)
+        uri = report_to_read(item.current(), job)
+        report = read_report(uri, self.storage) if uri else None
         deployment = self.deployments.get(item.update.spec.serving.deployment)
         analysis = None
         spec = wanted(item.current(), now)
