@@ -3,6 +3,7 @@ determinism, the window, and the clear errors for bad or thin data."""
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import json
 import re
@@ -24,7 +25,7 @@ from rewardops_trainer.synthetic import (
     hidden_quality,
 )
 from rewardops_trainer.telemetry import PairsResult, build_pairs
-from rewardops_trainer.telemetry.pipeline import partition_count
+from rewardops_trainer.telemetry.pipeline import _gc_paused, partition_count
 from rewardops_trainer.telemetry.split import split_of
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -322,3 +323,22 @@ def test_partitions_grow_with_the_input() -> None:
     assert small == 4
     assert large == 64
     assert huge == 512
+
+
+def test_pass_two_gives_the_garbage_collector_back_as_it_was() -> None:
+    def fail_while_paused() -> None:
+        with _gc_paused():
+            assert not gc.isenabled()
+            raise RuntimeError("pass 2 failed")
+
+    assert gc.isenabled()
+    with pytest.raises(RuntimeError, match="pass 2 failed"):
+        fail_while_paused()
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with _gc_paused():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

@@ -18,7 +18,8 @@ EVENT_SCHEMA_VERSION = 1
 
 
 class EventModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Interning every short string value costs more than it saves: ids are mostly unique.
+    model_config = ConfigDict(extra="forbid", frozen=True, cache_strings="keys")
 
 
 class Comparison(EventModel):

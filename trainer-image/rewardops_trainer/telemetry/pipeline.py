@@ -10,6 +10,8 @@ prompt id. Memory is one partition, and N grows with the input, so it stays boun
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 import multiprocessing
@@ -20,8 +22,8 @@ import tempfile
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,15 +304,39 @@ def _spill(job: _SpillJob) -> dict[str, dict[str, int]]:
     return {"tally": asdict(tally), "kinds": dict(kinds), "redactions": dict(redact.counts)}
 
 
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, then restore it as it was.
+
+    A partition's rows are acyclic and all stay alive until its pairs are written, so each
+    collection would walk them again for nothing: about a fifth of pass 2's time.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def _pairs_of_partition(job: _PairJob) -> dict[str, dict[str, int]]:
     """Pass 2 for one partition: pairs to ``pairs-NNNN-<split>.jsonl`` in the spill folder."""
+    with _gc_paused():
+        return _pairs_of_partition_now(job)
+
+
+def _pairs_of_partition_now(job: _PairJob) -> dict[str, dict[str, int]]:
     spill = Path(job.spill_dir)
     groups: dict[str, list[Interaction]] = {}
     hot_dropped = 0
+    # tuple.__new__ skips the named tuple's Python-level __new__: rows were written as tuples
+    # of exactly these fields by _spill.
+    make = tuple.__new__
     for path in sorted(spill.glob(f"{job.partition:04d}-w*.bin")):
         with path.open("rb") as stream:
             for line in stream:
-                row = Interaction(*from_json(line))
+                row: Interaction = make(Interaction, from_json(line))
                 group = groups.get(row.prompt_id)
                 if group is None:
                     groups[row.prompt_id] = group = []
@@ -341,9 +367,12 @@ def _pairs_of_partition(job: _PairJob) -> dict[str, dict[str, int]]:
     return {"stats": dict(stats), "counts": dict(counts)}
 
 
+#: What ``json.dumps(row, ensure_ascii=False)`` builds on every call, built once.
+_encode_pair = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def _write_pairs(stream: IO[str], pairs: list[Pair]) -> None:
-    for pair in pairs:
-        stream.write(json.dumps(pair.to_row(), ensure_ascii=False) + "\n")
+    stream.writelines([_encode_pair(pair.to_row()) + "\n" for pair in pairs])
 
 
 def _concatenate(sources: list[Path], target: Path) -> None:
@@ -361,14 +390,20 @@ def default_workers(objects: list[ObjectInfo]) -> int:
     return max(1, min(os.cpu_count() or 1, MAX_WORKERS, len(objects)))
 
 
-def _run(function: Callable[[J], R], jobs: list[J], workers: int) -> list[R]:
-    """``map`` in this process or in a pool of ``workers`` spawned processes, order kept."""
-    if workers <= 1 or len(jobs) <= 1:
+def _run(function: Callable[[J], R], jobs: list[J], pool: Executor | None) -> list[R]:
+    """``map`` in this process or in ``pool``, order kept."""
+    if pool is None or len(jobs) <= 1:
         return [function(job) for job in jobs]
+    return list(pool.map(function, jobs))
+
+
+def _pool(workers: int) -> Executor | None:
+    """One pool for both passes: a spawned process takes about a second to import its modules."""
+    if workers <= 1:
+        return None
     # spawn, not fork: forking a process that may hold threads (S3 client pools) is unsafe.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return list(pool.map(function, jobs))
+    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
 
 
 def build_pairs(
@@ -400,6 +435,7 @@ def build_pairs(
     stats: Counter[str] = Counter()
     counts_2: Counter[str] = Counter()
     spill_dir = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+    pool = _pool(workers)
     try:
         batches: list[list[tuple[int, str]]] = [[] for _ in range(min(workers, len(objects)))]
         loads = [0] * len(batches)
@@ -422,7 +458,7 @@ def build_pairs(
             )
             for worker, batch in enumerate(batches)
         ]
-        for result in _run(_spill, jobs, workers):
+        for result in _run(_spill, jobs, pool):
             tally.add(result["tally"])
             reject_kinds.update(result["kinds"])
             redact.counts.update(result["redactions"])
@@ -445,7 +481,7 @@ def build_pairs(
             )
             for partition in range(partitions)
         ]
-        for result in _run(_pairs_of_partition, pair_jobs, workers):
+        for result in _run(_pairs_of_partition, pair_jobs, pool):
             stats.update(result["stats"])
             counts_2.update(result["counts"])
         for split, name in (("train", TRAIN_FILE), ("validation", VALIDATION_FILE)):
@@ -454,6 +490,8 @@ def build_pairs(
         tally.hot_prompt_dropped = counts_2["hot_prompt_dropped"]
         say.say(f"pass 2 done: {partitions} partitions")
     finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
         shutil.rmtree(spill_dir, ignore_errors=True)
 
     golden_path: Path | None = None

@@ -100,23 +100,42 @@ class Group:
         texts: dict[str, str] = {}
         votes: Counter[str] = Counter()
         complained: set[str] = set()
-        for event in events:
-            rid = event.response_id
-            texts.setdefault(rid, event.response)
-            if event.thumb == "up":
+        # Unpacked once per event: this runs for every event of every prompt.
+        for (
+            _order,
+            _prompt_id,
+            _prompt,
+            _session,
+            rid,
+            response,
+            thumb,
+            rating,
+            other_id,
+            _other,
+            choice,
+            correction,
+            regenerated,
+            _accepted,
+            _dwell,
+            _copied,
+            reported,
+        ) in events:
+            if rid not in texts:
+                texts[rid] = response
+            if thumb == "up":
                 votes[rid] += 1
-            elif event.thumb == "down":
+            elif thumb == "down":
                 votes[rid] -= 1
             if (
-                event.reported_wrong
-                or event.regenerated
-                or event.correction
-                or (event.rating is not None and event.rating <= 2)
-                or event.choice == "other"
+                reported
+                or regenerated
+                or correction
+                or (rating is not None and rating <= 2)
+                or choice == "other"
             ):
                 complained.add(rid)
-            if event.choice == "this" and event.other_response_id:
-                complained.add(event.other_response_id)
+            if choice == "this" and other_id:
+                complained.add(other_id)
         complained.update(rid for rid, net in votes.items() if net < 0)
         return cls(events, texts, votes, complained)
 
@@ -197,12 +216,13 @@ def implicit(group: Group, settings: RuleSettings) -> list[Candidate]:
     copied: set[str] = set()
     reported: set[str] = set()
     for event in group.events:
-        if event.dwell_ms is not None:
-            dwell[event.response_id] = max(dwell.get(event.response_id, 0), event.dwell_ms)
+        rid, dwell_ms = event.response_id, event.dwell_ms
+        if dwell_ms is not None:
+            dwell[rid] = max(dwell.get(rid, 0), dwell_ms)
         if event.copied:
-            copied.add(event.response_id)
+            copied.add(rid)
         if event.reported_wrong:
-            reported.add(event.response_id)
+            reported.add(rid)
     threshold = settings.dwell_threshold_ms
     out: list[Candidate] = []
     for a, dwell_a in dwell.items():
@@ -246,6 +266,7 @@ RULES: tuple[tuple[Rule, RuleFunction], ...] = (
     ),
 )
 RULE_NAMES = tuple(rule.name for rule, _ in RULES)
+_CANDIDATE_KEYS = tuple(f"candidates:{name}" for name in RULE_NAMES)
 
 
 def _normal(text: str, cache: dict[str, str]) -> str:
@@ -275,9 +296,9 @@ def select_pairs(
     normal: dict[str, str] = {}
     prompt_too_long = len(prompt) > settings.max_text_chars
     cap = settings.max_pairs_per_prompt
-    for rule, function in RULES:
+    for (rule, function), counted in zip(RULES, _CANDIDATE_KEYS, strict=True):
         candidates = function(group, settings)
-        stats[f"candidates:{rule.name}"] += len(candidates)
+        stats[counted] += len(candidates)
         if len(kept) >= cap:
             # Full: the rest cannot be kept, whatever the filters would say.
             stats["dropped:over_cap"] += len(candidates)
