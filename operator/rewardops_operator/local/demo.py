@@ -52,8 +52,8 @@ class DemoSize:
 
 FULL = DemoSize(
     events=2400,
-    golden_pairs=200,
-    max_steps=60,
+    golden_pairs=150,
+    max_steps=40,
     batch_size=16,
     max_length=96,
     tiny=False,
@@ -117,7 +117,9 @@ def _base_model(store: Path, size: DemoSize) -> str:
     return "s3://models/base-v0"
 
 
-def _update(name: str, telemetry: str, size: DemoSize, **spec: Any) -> dict[str, Any]:
+def _update(
+    name: str, telemetry: str, size: DemoSize, *, steps: int, **spec: Any
+) -> dict[str, Any]:
     since = (WINDOW_END - timedelta(days=7)).isoformat().replace("+00:00", "Z")
     until = WINDOW_END.isoformat().replace("+00:00", "Z")
     body: dict[str, Any] = {
@@ -128,7 +130,7 @@ def _update(name: str, telemetry: str, size: DemoSize, **spec: Any) -> dict[str,
         "training": {
             "gpus": 0,
             "hyperparameters": {
-                "maxSteps": size.max_steps,
+                "maxSteps": steps,
                 "batchSize": size.batch_size,
                 "maxLength": size.max_length,
                 "learningRate": size.learning_rate,
@@ -147,12 +149,14 @@ def _update(name: str, telemetry: str, size: DemoSize, **spec: Any) -> dict[str,
 
 def _write_updates(directory: Path, size: DemoSize) -> list[RewardModelUpdate]:
     documents = [
-        _update("improve", "assistant", size),
-        _update("poisoned", "poisoned", size),
+        _update("improve", "assistant", size, steps=size.max_steps),
+        _update("poisoned", "poisoned", size, steps=size.max_steps),
+        # Only its rollout matters, so it trains for half as long.
         _update(
             "broken-artifact",
             "assistant",
             size,
+            steps=size.max_steps // 2,
             gates={"maxHeldOutRegression": "0.2", "maxGoldenRegression": "0.2"},
             promotion={"mode": "Manual", "rolloutDeadlineSeconds": 60},
         ),
