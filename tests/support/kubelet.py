@@ -29,17 +29,12 @@ from typing import Any
 
 from rewardops_trainer.contract import (
     RUN_CONFIG_ENV,
-    DataCounts,
-    EvalMetrics,
-    Lineage,
-    ModelEvaluation,
-    Report,
     RunConfig,
-    TrainingSummary,
 )
 from rewardops_trainer.contract.report import MODEL_DIR, REPORT_FILE
-from rewardops_trainer.storage import join_uri, open_store
+from rewardops_trainer.storage import open_store
 from tests.support.kube_emulator import RunningCluster
+from tests.support.reports import make_report, metrics
 
 POLL_SECONDS = 0.05
 
@@ -371,60 +366,6 @@ def run_command(work_dir: Path, timeout: float = 300) -> Player:
     return play
 
 
-def _metrics(accuracy: float, pairs: int = 200) -> EvalMetrics:
-    return EvalMetrics(
-        pairs=pairs,
-        accuracy=accuracy,
-        mean_loss=0.6,
-        mean_margin=0.3,
-        reward_mean=0.0,
-        reward_std=1.0,
-        calibration_error=0.05,
-        length_correlation=0.1,
-        latency_ms_per_pair=2.0,
-    )
-
-
-def fake_report(config: RunConfig, candidate: float, baseline: float | None) -> Report:
-    """A valid report.json for ``config`` with the given held-out accuracies."""
-    now = datetime.now(tz=UTC)
-    return Report(
-        run_id=config.run_id,
-        created_at=now,
-        candidate=ModelEvaluation(
-            model_uri=join_uri(config.run_uri, MODEL_DIR), held_out=_metrics(candidate)
-        ),
-        baseline=(
-            None
-            if baseline is None or config.baseline_model_uri is None
-            else ModelEvaluation(model_uri=config.baseline_model_uri, held_out=_metrics(baseline))
-        ),
-        data=DataCounts(
-            events_read=1000,
-            events_rejected=3,
-            events_without_consent=5,
-            redactions=7,
-            pairs_train=1800,
-            pairs_validation=200,
-        ),
-        training=TrainingSummary(
-            steps=10, epochs=1.0, final_loss=0.5, pairs_per_second=100.0, device="cpu"
-        ),
-        lineage=Lineage(
-            telemetry_uri=config.telemetry_uri,
-            since=config.since,
-            until=config.until,
-            input_digest="0" * 64,
-            pairs_digest="1" * 64,
-            config_digest=config.digest(),
-            base_model_uri=config.base_model_uri,
-            base_model_digest="2" * 64,
-            code_version="test",
-        ),
-        artifacts={"model/model.safetensors": "3" * 64},
-    )
-
-
 def write_report(candidate: float, baseline: float | None = 0.7) -> Player:
     """Stand in for the trainer: write the model marker and report.json (last), succeed."""
 
@@ -432,7 +373,9 @@ def write_report(candidate: float, baseline: float | None = 0.7) -> Player:
         config = played.run_config()
         store = open_store(config.run_uri, config.storage)
         store.write_bytes(f"{MODEL_DIR}/config.json", b"{}")
-        report = fake_report(config, candidate, baseline)
+        report = make_report(
+            metrics(candidate), None if baseline is None else metrics(baseline), config=config
+        )
         store.write_bytes(REPORT_FILE, report.to_json().encode())
         return Outcome(True)
 

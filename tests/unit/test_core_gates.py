@@ -1,91 +1,11 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 import pytest
 
 from rewardops_operator.api.models import GatesSpec
 from rewardops_operator.core.gates import evaluate_gates
-from rewardops_trainer.contract import (
-    DataCounts,
-    EvalMetrics,
-    Lineage,
-    ModelEvaluation,
-    Report,
-    SliceMetrics,
-    TrainingSummary,
-)
-
-T0 = datetime(2026, 11, 1, tzinfo=UTC)
-
-
-def metrics(
-    accuracy: float,
-    *,
-    pairs: int = 500,
-    latency: float = 2.0,
-    length_correlation: float = 0.1,
-    slices: dict[str, tuple[int, float]] | None = None,
-) -> EvalMetrics:
-    return EvalMetrics(
-        pairs=pairs,
-        accuracy=accuracy,
-        mean_loss=0.6,
-        mean_margin=0.3,
-        reward_mean=0.0,
-        reward_std=1.0,
-        calibration_error=0.05,
-        length_correlation=length_correlation,
-        latency_ms_per_pair=latency,
-        slices={k: SliceMetrics(pairs=n, accuracy=a) for k, (n, a) in (slices or {}).items()},
-    )
-
-
-def make_report(
-    candidate: EvalMetrics,
-    baseline: EvalMetrics | None = None,
-    *,
-    candidate_golden: EvalMetrics | None = None,
-    baseline_golden: EvalMetrics | None = None,
-    run_id: str = "rm-g1-abc",
-) -> Report:
-    return Report(
-        run_id=run_id,
-        created_at=T0,
-        candidate=ModelEvaluation(
-            model_uri=f"s3://out/{run_id}/model", held_out=candidate, golden=candidate_golden
-        ),
-        baseline=(
-            ModelEvaluation(
-                model_uri="s3://out/old/model", held_out=baseline, golden=baseline_golden
-            )
-            if baseline is not None
-            else None
-        ),
-        data=DataCounts(
-            events_read=1000,
-            events_rejected=3,
-            events_without_consent=10,
-            redactions=2,
-            pairs_train=450,
-            pairs_validation=50,
-        ),
-        training=TrainingSummary(
-            steps=10, epochs=1.0, final_loss=0.5, pairs_per_second=100.0, device="cpu"
-        ),
-        lineage=Lineage(
-            telemetry_uri="s3://t/",
-            since=T0,
-            until=T0,
-            input_digest="a",
-            pairs_digest="b",
-            config_digest="c",
-            base_model_uri="s3://base/",
-            base_model_digest="d",
-            code_version="0.1.0",
-        ),
-        artifacts={"model/model.safetensors": "0" * 64},
-    )
+from rewardops_trainer.contract import Report
+from tests.support.reports import make_report, metrics
 
 
 def by_name(gates: GatesSpec, report: Report) -> dict[str, tuple[bool, str, str, str]]:

@@ -38,7 +38,7 @@ from rewardops_operator.core.reconcile import (
 )
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import Report
-from tests.unit.test_core_gates import make_report, metrics
+from tests.support.reports import make_report, metrics
 from tests.unit.test_core_naming import make_update
 
 NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
