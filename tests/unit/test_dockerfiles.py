@@ -195,6 +195,10 @@ def test_image_users_match_the_pods_that_run_them() -> None:
     assert _user_id(TRAINER) == USER_ID
     chart_values = yaml.safe_load((REPO / "charts" / "rewardops" / "values.yaml").read_text())
     assert _user_id(OPERATOR) == chart_values["podSecurityContext"]["runAsUser"]
+    # The serving example runs the trainer image too.
+    serving = list(yaml.safe_load_all((REPO / "examples/serving/deployment.yaml").read_text()))
+    deployment = next(d for d in serving if d["kind"] == "Deployment")
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == USER_ID
 
 
 @pytest.mark.parametrize("gpus", [1, 4])
