@@ -72,6 +72,12 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     if "rewardops" not in memo:
         operator_settings = OperatorSettings.from_env()
         memo["rewardops"] = Context(Cluster(KubeApi.from_environment(), operator_settings))
+    # With scanning off, a CRD installed later would go unseen: exit so the pod restarts.
+    if not _context(memo).cluster.api.serves_updates():
+        raise kopf.PermanentError(
+            f"the API server does not serve {PLURAL}.{GROUP}/{VERSION}: install the CRD "
+            "(crds/ or the Helm chart with crds.enabled=true), then restart the operator"
+        )
 
 
 def _body(raw: dict[str, Any]) -> kopf.Body:

@@ -534,3 +534,22 @@ def http_ok(url: str) -> bool:
             return bool(response.status == 200)
     except OSError:
         return False
+
+
+def test_operator_refuses_to_start_without_the_crd(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kubernetes.config import kube_config
+
+    with running_cluster() as bare:
+        kubeconfig = bare.write_kubeconfig(tmp_path / "kubeconfig", NS)
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig))
+        bare.create("/api/v1/namespaces", {"metadata": {"name": NS}})
+        args = ["run", "--standalone", "--namespace", NS, "-m", "rewardops_operator.handlers"]
+        with KopfRunner(args, timeout=30, reraise=False) as runner:
+            deadline = time.monotonic() + TIMEOUT
+            while runner.exit_code is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+        assert runner.exit_code not in (None, 0)
+        assert "install the CRD" in runner.output

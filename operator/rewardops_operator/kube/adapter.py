@@ -135,6 +135,14 @@ class KubeApi:
         result: dict[str, Any] | None = json.loads(text) if text else None
         return result
 
+    def serves_updates(self) -> bool:
+        """Whether the API server serves RewardModelUpdates (the CRD is installed).
+
+        Discovery needs no RBAC, so this works under any service account."""
+        found = self.request("GET", f"/apis/{GROUP}/{VERSION}")
+        resources = (found or {}).get("resources", [])
+        return any(resource.get("name") == PLURAL for resource in resources)
+
     # --- objects ---------------------------------------------------------------------------
 
     def get_update(self, namespace: str, name: str) -> dict[str, Any] | None:
