@@ -255,3 +255,13 @@ def test_validate_skips_yaml_that_is_not_a_resource(tmp_path: Path, repo_root: P
     assert "0 RewardModelUpdate(s)" in result.output
     result = CliRunner().invoke(main, ["validate", str(tmp_path / "kindless.yaml")])
     assert result.exit_code == 1, "a resource that lost its kind is still checked"
+
+
+def test_a_window_time_without_offset_is_refused(tmp_path: Path, repo_root: Path) -> None:
+    document = yaml.safe_load((repo_root / "examples" / "minimal.yaml").read_text())
+    document["spec"]["telemetry"]["since"] = "2026-11-01T00:00:00"
+    path = tmp_path / "naive.yaml"
+    path.write_text(yaml.safe_dump(document))
+    result = CliRunner().invoke(main, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert "spec.telemetry.since: Input should have timezone info" in result.output

@@ -11,7 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from rewardops_operator.api.types import (
@@ -84,8 +84,9 @@ class TelemetrySpec(ApiModel):
     """Where production telemetry lies, and which time window to learn from."""
 
     uri: str = Field(pattern=URI_PATTERN, description="s3://bucket/prefix of JSONL(.gz) events")
-    since: datetime | None = Field(default=None, description="window start (RFC 3339)")
-    until: datetime | None = Field(default=None, description="window end; default: run start")
+    # With a UTC offset, as RFC 3339 requires: a naive time would mean the pod's clock zone.
+    since: AwareDatetime | None = Field(default=None, description="window start (RFC 3339)")
+    until: AwareDatetime | None = Field(default=None, description="window end; default: run start")
     lookback: Duration = Field(default="7d", description="window length when since is unset")
 
 
