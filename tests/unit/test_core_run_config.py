@@ -65,7 +65,7 @@ def test_status_of_another_spec_is_not_reused() -> None:
     assert config.until == NOW
 
 
-def test_spec_window_lookback_and_naive_times() -> None:
+def test_spec_window_and_lookback() -> None:
     fixed = make_update(
         {
             "telemetry": {
@@ -78,7 +78,7 @@ def test_spec_window_lookback_and_naive_times() -> None:
     config = build_run_config(fixed, observed(), SETTINGS)
     assert (config.since.day, config.until.day) == (1, 15)
     until_only = make_update(
-        {"telemetry": {"uri": "s3://t/", "until": "2026-11-15T00:00:00", "lookback": "36h"}}
+        {"telemetry": {"uri": "s3://t/", "until": "2026-11-15T01:00:00+01:00", "lookback": "36h"}}
     )
     config = build_run_config(until_only, observed(), SETTINGS)
     assert config.until == datetime(2026, 11, 15, tzinfo=UTC)
