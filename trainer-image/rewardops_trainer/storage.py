@@ -65,15 +65,24 @@ def join_uri(uri: str, *keys: str) -> str:
     return "/".join(parts)
 
 
-def open_store(uri: str, settings: StorageSettings | None = None) -> ObjectStore:
-    """The store rooted at ``uri`` (``s3://bucket[/prefix]``, ``file:///path`` or a plain path)."""
+#: An access key and secret key handed in explicitly (e.g. read from a Secret by the operator).
+Credentials = tuple[str | None, str | None]
+
+
+def open_store(
+    uri: str, settings: StorageSettings | None = None, *, credentials: Credentials | None = None
+) -> ObjectStore:
+    """The store rooted at ``uri`` (``s3://bucket[/prefix]``, ``file:///path`` or a plain path).
+
+    S3 credentials come from ``credentials`` when given, else from the environment.
+    """
     parsed = urlparse(uri)
     if parsed.scheme == "s3":
         if not parsed.netloc:
             raise ValueError(f"{uri!r}: an s3:// URI needs a bucket")
         if parsed.username or parsed.password:
             raise ValueError(f"{uri!r}: credentials never go in a URI; use the Secret reference")
-        return S3Store(uri, settings or StorageSettings())
+        return S3Store(uri, settings or StorageSettings(), credentials)
     if parsed.scheme in ("file", ""):
         return FileStore(uri)
     raise ValueError(f"{uri!r}: unsupported scheme {parsed.scheme!r} (use s3:// or file://)")
@@ -167,7 +176,9 @@ class FileStore:
 
 
 class S3Store:
-    def __init__(self, uri: str, settings: StorageSettings) -> None:
+    def __init__(
+        self, uri: str, settings: StorageSettings, credentials: Credentials | None = None
+    ) -> None:
         from minio import Minio
 
         parsed = urlparse(uri)
@@ -182,10 +193,15 @@ class S3Store:
         secure = settings.secure
         if "S3_SECURE" in os.environ and settings.endpoint is None:
             secure = os.environ["S3_SECURE"].lower() in ("1", "true", "yes")
+        if credentials is None:
+            credentials = (
+                os.environ.get("AWS_ACCESS_KEY_ID"),
+                os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            )
         self.client = Minio(
             endpoint,
-            access_key=os.environ.get("AWS_ACCESS_KEY_ID"),
-            secret_key=os.environ.get("AWS_SECRET_ACCESS_KEY"),
+            access_key=credentials[0],
+            secret_key=credentials[1],
             region=settings.region or os.environ.get("AWS_REGION"),
             secure=secure,
         )

@@ -20,8 +20,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlparse
 
-from pydantic import ValidationError
-
 from rewardops_operator.analysis.http import ProviderError
 from rewardops_operator.analysis.measure import measure_all, offline_scores
 from rewardops_operator.api.models import (
@@ -57,9 +55,10 @@ from rewardops_operator.kube.deployment import (
     set_model_patch,
 )
 from rewardops_operator.kube.job import build_job, pod_termination
+from rewardops_operator.reports import read_report
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import Report, StorageSettings
-from rewardops_trainer.storage import StorageError, open_store
+from rewardops_trainer.storage import StorageError
 
 FIELD_MANAGER = "rewardops"
 JSON_PATCH = "application/json-patch+json"
@@ -339,56 +338,25 @@ class Cluster:
             cached = self._reports.get(uri)
         if cached is not None:
             return ReportState(report=cached)
-        try:
-            raw = self._read_object(update, uri)
-        except FileNotFoundError:
-            return ReportState(error=f"{uri} does not exist")
-        except (StorageError, LookupError, ValueError, OSError) as error:
-            return ReportState(error=f"{uri}: {error}")
-        try:
-            report = Report.model_validate_json(raw)
-        except ValidationError as error:
-            return ReportState(error=f"{uri}: not a valid report: {error}")
-        with self._reports_guard:
-            self._reports[uri] = report
-            while len(self._reports) > REPORT_CACHE_SIZE:
-                self._reports.popitem(last=False)
-        return ReportState(report=report)
-
-    def _read_object(self, update: RewardModelUpdate, uri: str) -> bytes:
-        parsed = urlparse(uri)
-        if parsed.scheme != "s3":
-            store = open_store(uri.rsplit("/", 1)[0])
-            name = uri.rsplit("/", 1)[1]
-            if not store.exists(name):
-                raise FileNotFoundError(uri)
-            with store.open_read(name) as stream:
-                return stream.read()
-        from minio import Minio
-        from minio.error import S3Error
-
         storage = self.storage_settings(update)
-        if not storage.endpoint:
-            raise ValueError("no S3 endpoint: set spec.storage.endpoint or the operator default")
-        access_key, secret_key = self._credentials(update)
-        client = Minio(
-            storage.endpoint,
-            access_key=access_key,
-            secret_key=secret_key,
-            secure=storage.secure,
-            region=storage.region,
-        )
-        try:
-            response = client.get_object(parsed.netloc, parsed.path.lstrip("/"))
-        except S3Error as error:
-            if error.code in ("NoSuchKey", "NoSuchBucket"):
-                raise FileNotFoundError(uri) from None
-            raise StorageError(f"{error.code}: {error.message}") from None
-        try:
-            return bytes(response.read())
-        finally:
-            response.close()
-            response.release_conn()
+        credentials = None
+        if urlparse(uri).scheme == "s3":
+            if not storage.endpoint:
+                return ReportState(
+                    error=f"{uri}: no S3 endpoint: set spec.storage.endpoint or the operator "
+                    "default"
+                )
+            try:
+                credentials = self._credentials(update)
+            except (StorageError, LookupError, ValueError, OSError) as error:
+                return ReportState(error=f"{uri}: {error}")
+        state = read_report(uri, storage, credentials=credentials)
+        if state.report is not None:
+            with self._reports_guard:
+                self._reports[uri] = state.report
+                while len(self._reports) > REPORT_CACHE_SIZE:
+                    self._reports.popitem(last=False)
+        return state
 
     def storage_settings(self, update: RewardModelUpdate) -> StorageSettings:
         spec = update.spec.storage

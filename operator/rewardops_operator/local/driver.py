@@ -12,8 +12,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from pydantic import ValidationError
-
 from rewardops_operator.analysis.measure import measure_all, offline_scores
 from rewardops_operator.api.models import (
     Phase,
@@ -31,29 +29,16 @@ from rewardops_operator.core.actions import (
     SetServedModel,
 )
 from rewardops_operator.core.analysis import wanted
-from rewardops_operator.core.observations import Observations, ReportState, report_to_read
+from rewardops_operator.core.observations import Observations, report_to_read
 from rewardops_operator.core.reconcile import reconcile
 from rewardops_operator.local.jobs import LocalJobs
 from rewardops_operator.local.serving import LocalDeployment
+from rewardops_operator.reports import read_report
 from rewardops_operator.settings import OperatorSettings
-from rewardops_trainer.contract import Report, StorageSettings
-from rewardops_trainer.storage import StorageError, open_store
+from rewardops_trainer.contract import StorageSettings
 
 #: How often the loop looks again while waiting on a process.
 POLL_SECONDS = 0.5
-
-
-def read_report(uri: str, storage: StorageSettings) -> ReportState:
-    """The run's report.json, or why it cannot be used. Absent means the run is not complete."""
-    store = open_store(uri.rsplit("/", 1)[0], storage)
-    name = uri.rsplit("/", 1)[1]
-    try:
-        if not store.exists(name):
-            return ReportState(error=f"{uri} does not exist")
-        with store.open_read(name) as stream:
-            return ReportState(report=Report.model_validate_json(stream.read()))
-    except (StorageError, ValidationError) as error:
-        return ReportState(error=f"{uri}: {error}")
 
 
 def _no_secrets(name: str, key: str) -> str:
