@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from rewardops_trainer.base_models import bundled_minilm
 from rewardops_trainer.cli import main
 from rewardops_trainer.contract import ExitCode, Hyperparameters, PairSettings, Report, RunConfig
 from rewardops_trainer.errors import ConfigError
@@ -22,7 +23,7 @@ from rewardops_trainer.model import file_digests, load_reward_model
 from rewardops_trainer.run import execute_run
 from rewardops_trainer.storage import get_dir, open_store, put_dir
 from rewardops_trainer.synthetic import generate_golden, generate_telemetry
-from tests.support.tiny_models import make_tiny_bert, minilm_path, one_torch_thread
+from tests.support.tiny_models import make_tiny_bert, one_torch_thread
 
 SINCE = datetime(2026, 1, 1, tzinfo=UTC)
 UNTIL = datetime(2026, 1, 2, tzinfo=UTC)
@@ -184,7 +185,7 @@ def test_minilm_learns_the_planted_preference(sources: Path, tmp_path: Path) -> 
     config = _config(
         sources,
         f"file://{tmp_path}/out",
-        base_model_uri=str(minilm_path()),
+        base_model_uri=str(bundled_minilm()),
         baseline_model_uri=None,
         hyperparameters=Hyperparameters(
             learning_rate=8e-5, batch_size=16, max_steps=12, max_length=80, seed=1

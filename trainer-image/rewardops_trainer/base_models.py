@@ -34,7 +34,9 @@ def from_pretrained(source: Path, out_dir: Path, *, seed: int) -> Path:
     return out_dir
 
 
-def tiny_bert(out_dir: Path, *, seed: int, hidden: int = 64, layers: int = 2) -> Path:
+def tiny_bert(
+    out_dir: Path, *, seed: int, hidden: int = 64, layers: int = 2, max_positions: int = 512
+) -> Path:
     """A small random BERT reward model with MiniLM's vocabulary: trains in seconds on a CPU."""
     from transformers import BertConfig, BertForSequenceClassification
     from transformers.utils import logging as hf_logging
@@ -50,7 +52,7 @@ def tiny_bert(out_dir: Path, *, seed: int, hidden: int = 64, layers: int = 2) ->
         num_hidden_layers=layers,
         num_attention_heads=2,
         intermediate_size=hidden * 2,
-        max_position_embeddings=512,
+        max_position_embeddings=max_positions,
         num_labels=1,  # type: ignore[call-arg]  # a PretrainedConfig keyword the stub omits
         pad_token_id=0,
     )
