@@ -28,7 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from rewardops_trainer.contract import (
+    FEEDBACK_CONFIG_ENV,
     RUN_CONFIG_ENV,
+    FeedbackConfig,
+    FeedbackEvaluation,
     RunConfig,
 )
 from rewardops_trainer.contract.report import MODEL_DIR, REPORT_FILE
@@ -64,6 +67,14 @@ class PlayedJob:
 
     def run_config(self) -> RunConfig:
         return RunConfig.model_validate_json(self.env[RUN_CONFIG_ENV])
+
+    def feedback_config(self) -> FeedbackConfig:
+        return FeedbackConfig.model_validate_json(self.env[FEEDBACK_CONFIG_ENV])
+
+    @property
+    def trainer_command(self) -> str:
+        """The ``rewardops-trainer`` subcommand the Job runs (train, feedback)."""
+        return str(self.container["command"][-1])
 
 
 Player = Callable[[PlayedJob], Outcome | None]
@@ -377,6 +388,42 @@ def write_report(candidate: float, baseline: float | None = 0.7) -> Player:
             metrics(candidate), None if baseline is None else metrics(baseline), config=config
         )
         store.write_bytes(REPORT_FILE, report.to_json().encode())
+        return Outcome(True)
+
+    return play
+
+
+def by_command(**players: Player) -> Player:
+    """A player per trainer subcommand: ``by_command(train=..., feedback=...)``."""
+
+    def play(played: PlayedJob) -> Outcome | None:
+        return players[played.trainer_command](played)
+
+    return play
+
+
+def write_feedback(promoted: float, previous: float, pairs: int = 400) -> Player:
+    """Stand in for a fresh-feedback evaluation: write its result with these accuracies."""
+
+    def play(played: PlayedJob) -> Outcome:
+        config = played.feedback_config()
+        directory, name = config.result_uri.rsplit("/", 1)
+        result = FeedbackEvaluation(
+            evaluation_id=config.evaluation_id,
+            created_at=datetime.now(UTC),
+            since=config.since,
+            until=config.until,
+            events_read=pairs * 3,
+            events_rejected=0,
+            events_without_consent=0,
+            pairs_found=pairs,
+            min_pairs=config.min_pairs,
+            enough=pairs >= config.min_pairs,
+            promoted=metrics(promoted) if pairs >= config.min_pairs else None,
+            previous=metrics(previous) if pairs >= config.min_pairs else None,
+            input_digest="0" * 64,
+        )
+        open_store(directory, config.storage).write_bytes(name, result.to_json().encode())
         return Outcome(True)
 
     return play

@@ -8,6 +8,7 @@ the serving-metrics provider scrapes the reference server's own metrics registry
 from __future__ import annotations
 
 import base64
+import bisect
 import json
 import math
 import random
@@ -31,6 +32,7 @@ from rewardops_operator.api.models import (
     ServingMetricsCheckSpec,
 )
 from rewardops_operator.local.serving import free_port
+from rewardops_trainer.contract.report import SCORE_BUCKETS
 from rewardops_trainer.serve.metrics import ServeMetrics
 
 Responder = Callable[[str, dict[str, str]], tuple[int, bytes]]
@@ -262,6 +264,33 @@ def test_score_drift_measures_shift_and_distance(http_server: Callable[[Responde
     assert results["same"]["ScoreStdShift"] < 0.3
 
 
+def offline_histogram(scores: list[float]) -> tuple[int, ...]:
+    counts = [0] * (len(SCORE_BUCKETS) + 1)
+    for score in scores:
+        counts[bisect.bisect_left(SCORE_BUCKETS, score)] += 1
+    return tuple(counts)
+
+
+def test_score_distance_compares_with_the_offline_histogram_when_the_report_has_one(
+    http_server: Callable[[Responder], str],
+) -> None:
+    rng = random.Random(11)
+    # Two narrow modes: a normal law with the same mean and spread looks nothing like it.
+    live = [rng.choice((-2.0, 2.0)) + rng.gauss(0.0, 0.1) for _ in range(2000)]
+    urls = serve_pods(http_server, pod_metrics(scores=live))
+    distance = check("ScoreDistance")
+    same = OfflineScores(0.0, 2.0, offline_histogram(live))
+    measured = serving.measure("c", distance, urls, same)
+    assert measured.values == (0.0,)
+    assert "offline histogram" in measured.detail
+    moved = OfflineScores(0.0, 2.0, offline_histogram([score + 3.0 for score in live]))
+    assert serving.measure("c", distance, urls, moved).values[0] > 0.4
+    # Without counts (an older report) the normal law stands in, and is far off here.
+    fallback = serving.measure("c", distance, urls, OfflineScores(0.0, 2.0))
+    assert fallback.values[0] > 0.1
+    assert "N(mean, std)" in fallback.detail
+
+
 def test_score_checks_need_the_offline_spread(http_server: Callable[[Responder], str]) -> None:
     urls = serve_pods(http_server, pod_metrics(scores=[0.1] * 100))
     for offline in (None, OfflineScores(0.0, 0.0)):
@@ -296,6 +325,7 @@ def test_measure_all_runs_each_provider_and_reads_offline_scores_from_status(
                 {"name": "prom", "prometheus": {"address": prom, "query": "up"}, "max": "0.01"},
                 {"name": "drift", "servingMetrics": {"metric": "ScoreMeanShift"}, "max": "1"},
                 {"name": "unlisted", "servingMetrics": {"metric": "ErrorRatio"}, "max": "1"},
+                {"name": "agreement", "freshFeedback": {}, "min": "-0.02"},
             ]
         }
     )
@@ -306,6 +336,12 @@ def test_measure_all_runs_each_provider_and_reads_offline_scores_from_status(
     )
     offline = offline_scores(status)
     assert offline == OfflineScores(-0.5, 2.0)
+    counts = [1] * (len(SCORE_BUCKETS) + 1)
+    assert status.candidate is not None
+    with_counts = status.model_copy(
+        update={"candidate": status.candidate.model_copy(update={"score_counts": counts})}
+    )
+    assert offline_scores(with_counts) == OfflineScores(-0.5, 2.0, tuple(counts))
 
     def targets(check: ServingMetricsCheckSpec) -> list[str]:
         if check.metric == "ErrorRatio":
@@ -318,5 +354,7 @@ def test_measure_all_runs_each_provider_and_reads_offline_scores_from_status(
     # The histogram puts 0.5 in the (0, 0.5] bucket: midpoint 0.25, shift (0.25 + 0.5) / 2.
     assert by_name["drift"].values == pytest.approx((0.375,))
     assert by_name["unlisted"].error == "listing the serving pods: HTTP 403"
+    # Evaluation Jobs measure fresh feedback; a round leaves it out.
+    assert "agreement" not in by_name
     assert offline_scores(RewardModelUpdateStatus()) is None
     assert not math.isnan(by_name["drift"].values[0])

@@ -52,3 +52,18 @@ def test_ks_distance_is_small_for_the_same_law_and_large_for_a_shift() -> None:
     # The true KS distance of N(1,1) vs N(0,1) is 2*Phi(0.5)-1 = 0.383; bounds see most of it.
     assert 0.3 < shifted < 0.4
     assert math.isnan(stats.ks_distance_to_normal([(0.0, 0.0), (INF, 0.0)], 0.0, 1.0))
+
+
+def test_ks_distance_between_histograms_with_the_same_bounds() -> None:
+    bounds = [-1.0, 0.0, 1.0]
+    # Offline: 10 per bucket of (-inf,-1], (-1,0], (0,1], (1,inf) -> CDF .25 .5 .75 at bounds.
+    offline = [10, 10, 10, 10]
+    same = [(-1.0, 5.0), (0.0, 10.0), (1.0, 15.0), (INF, 20.0)]
+    assert stats.ks_distance_between(same, bounds, offline) == 0.0
+    # Live CDF .0 .1 .6 at the bounds: the largest gap is at 0.0, |0.1 - 0.5| = 0.4.
+    live = [(-1.0, 0.0), (0.0, 2.0), (1.0, 12.0), (INF, 20.0)]
+    assert stats.ks_distance_between(live, bounds, offline) == pytest.approx(0.4)
+    # Other bounds, or nothing to compare: no number.
+    assert math.isnan(stats.ks_distance_between(live, [-1.0, 0.0, 2.0], offline))
+    assert math.isnan(stats.ks_distance_between(live, bounds, [0, 0, 0, 0]))
+    assert math.isnan(stats.ks_distance_between([(-1.0, 0.0), (INF, 0.0)], [-1.0], [1, 1]))

@@ -14,6 +14,7 @@ from rewardops_operator.api.models import (
     CheckStatus,
     Condition,
     DataStatus,
+    FeedbackEvaluationStatus,
     GateResult,
     HistoryEntry,
     ModelMetricsStatus,
@@ -86,6 +87,7 @@ def full_status() -> RewardModelUpdateStatus:
         latency_ms_per_pair="3.1",
         reward_mean="-0.12",
         reward_std="1.3",
+        score_counts=[0, 0, 1, 2, 3, 5, 8, 13, 8, 5, 3, 2, 1, 0, 0, 0],
     )
     return RewardModelUpdateStatus(
         phase=Phase.SUCCEEDED,
@@ -138,6 +140,14 @@ def full_status() -> RewardModelUpdateStatus:
                     last_message="value 0.001 within max 0.01",
                 )
             ],
+            feedback=FeedbackEvaluationStatus(
+                attempts=2,
+                job_name="r1-fb2",
+                result_uri="s3://m/runs/r1/feedback/r1-fb2.json",
+                started_at=NOW,
+                finished_at=NOW,
+                pairs_found=350,
+            ),
             message="all 1 live check(s) passed",
         ),
         history=[

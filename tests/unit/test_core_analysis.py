@@ -300,7 +300,7 @@ def test_a_new_run_clears_the_previous_analysis() -> None:
         ({"checks": [{**ERRORS, "max": None}]}, "set max, min or both"),
         ({"checks": [ERRORS, ERRORS]}, "unique: error-ratio"),
         ({"interval": "5m", "duration": "1m"}, "at least one interval"),
-        ({"checks": [{**ERRORS, "max": "-1"}]}, "max"),
+        ({"checks": [{**ERRORS, "max": "1.5%"}]}, "max"),
         ({"checks": [{**DRIFT, "servingMetrics": {"metric": "Vibes"}}]}, "metric"),
         (
             {

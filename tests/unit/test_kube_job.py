@@ -1,19 +1,29 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from rewardops_operator.core.actions import CreateJob
+from rewardops_operator.api.models import (
+    FreshFeedbackCheckSpec,
+    ModelMetricsStatus,
+    RewardModelUpdateStatus,
+)
+from rewardops_operator.core.actions import CreateFeedbackJob, CreateJob
 from rewardops_operator.core.observations import DeploymentState, Observations
-from rewardops_operator.core.run_config import build_run_config
+from rewardops_operator.core.run_config import build_feedback_config, build_run_config
 from rewardops_operator.kube.job import build_job, pod_termination
 from rewardops_operator.kube.labels import label_value, run_labels
 from rewardops_operator.settings import OperatorSettings
-from rewardops_trainer.contract import RunConfig
+from rewardops_trainer.contract import (
+    FEEDBACK_CONFIG_ENV,
+    RUN_CONFIG_ENV,
+    FeedbackConfig,
+    RunConfig,
+)
 from tests.unit.test_core_naming import make_update
 
 K8S_VERSION = "1.33.0"
@@ -287,3 +297,55 @@ def test_pod_termination_reads_the_trainer_container() -> None:
     assert pod_termination(restarted) == ("", 4)
     assert pod_termination({"status": {"containerStatuses": [{"name": "trainer"}]}}) == ("", None)
     assert pod_termination({}) == ("", None)
+
+
+def feedback_job_for(spec: dict[str, Any]) -> tuple[dict[str, Any], FeedbackConfig]:
+    """The evaluation Job of a promoted update (candidate and previous model in status)."""
+    update = make_update(spec)
+    status = RewardModelUpdateStatus(
+        run_id="reward-model-g1-0123456789",
+        candidate=ModelMetricsStatus(
+            model_uri="s3://models/runs/new/model", held_out_accuracy="0.8"
+        ),
+        previous_model="s3://models/old/model",
+    )
+    update = update.model_copy(update={"status": status})
+    config = build_feedback_config(
+        update,
+        FreshFeedbackCheckSpec(),
+        evaluation_id="reward-model-g1-0123456789-fb1",
+        since=NOW,
+        until=NOW + timedelta(minutes=5),
+        result_uri="s3://models/runs/x/feedback/reward-model-g1-0123456789-fb1.json",
+        settings=SETTINGS,
+    )
+    return build_job(update, CreateFeedbackJob(config.evaluation_id, config), SETTINGS), config
+
+
+def test_feedback_job_runs_the_evaluation_on_one_gpu_in_the_training_pod() -> None:
+    job, config = feedback_job_for(FULL)
+    kubernetes_validate.validate(job, K8S_VERSION, strict=True)
+    training, _ = job_for(FULL)
+    assert job["metadata"]["name"] == config.evaluation_id
+    assert container(job)["command"] == ["rewardops-trainer", "feedback"]
+    variables = env(job)
+    assert FeedbackConfig.model_validate_json(variables[FEEDBACK_CONFIG_ENV]) == config
+    assert RUN_CONFIG_ENV not in variables
+    # Same credentials by reference, image, queue and security as the training Job.
+    assert variables["AWS_SECRET_ACCESS_KEY"] == env(training)["AWS_SECRET_ACCESS_KEY"]
+    assert container(job)["image"] == container(training)["image"]
+    assert container(job)["securityContext"] == container(training)["securityContext"]
+    assert job["spec"]["suspend"] is True
+    resources = container(job)["resources"]
+    assert resources["limits"]["nvidia.com/gpu"] == "1"  # the training asks for 2
+    assert resources["requests"]["cpu"] == "8"
+    volumes = {v["name"] for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert "dshm" not in volumes  # one process: no NCCL shared memory
+
+
+def test_feedback_config_carries_the_updates_pair_rules_and_models() -> None:
+    _, config = feedback_job_for({"training": {"pairs": {"maxPairsPerPrompt": 3}}})
+    assert config.pairs.max_pairs_per_prompt == 3
+    assert config.promoted_model_uri == "s3://models/runs/new/model"
+    assert config.previous_model_uri == "s3://models/old/model"
+    assert (config.since, config.until) == (NOW, NOW + timedelta(minutes=5))

@@ -24,7 +24,8 @@ def offline_scores(status: RewardModelUpdateStatus | None) -> OfflineScores | No
     candidate = status.candidate if status is not None else None
     if candidate is None or candidate.reward_mean is None or candidate.reward_std is None:
         return None
-    return OfflineScores(float(candidate.reward_mean), float(candidate.reward_std))
+    counts = tuple(candidate.score_counts) if candidate.score_counts is not None else None
+    return OfflineScores(float(candidate.reward_mean), float(candidate.reward_std), counts)
 
 
 def measure_all(
@@ -35,6 +36,7 @@ def measure_all(
     secret: prometheus.SecretReader,
 ) -> AnalysisMeasurements:
     results: list[CheckMeasurement] = []
+    # Fresh-feedback checks are measured by evaluation Jobs (core/feedback.py), not here.
     for check in spec.checks:
         if check.prometheus is not None:
             results.append(prometheus.query(check.name, check.prometheus, secret))

@@ -18,6 +18,7 @@ from rewardops_operator.analysis import stats
 from rewardops_operator.analysis.http import ProviderError, get
 from rewardops_operator.api.models import ServingMetric, ServingMetricsCheckSpec
 from rewardops_operator.core.observations import CheckMeasurement
+from rewardops_trainer.contract.report import SCORE_BUCKETS
 
 REQUESTS = "rewardops_serve_requests_total"
 LATENCY_BUCKET = "rewardops_serve_request_duration_seconds_bucket"
@@ -26,10 +27,12 @@ SCORE_BUCKET = "rewardops_serve_score_bucket"
 
 @dataclass(frozen=True)
 class OfflineScores:
-    """The candidate's score distribution on held-out pairs, from its report."""
+    """The candidate's score distribution on held-out pairs, from its report: mean and spread,
+    and (reports since the histogram was added) the counts per bucket of ``SCORE_BUCKETS``."""
 
     mean: float
     std: float
+    counts: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -150,8 +153,15 @@ def _score_check(
         return CheckMeasurement(name, (abs(mean - offline.mean) / offline.std,), detail=base)
     if metric == ServingMetric.SCORE_STD_SHIFT:
         return CheckMeasurement(name, (abs(std / offline.std - 1.0),), detail=base)
+    if offline.counts is not None:
+        distance = stats.ks_distance_between(scores, SCORE_BUCKETS, offline.counts)
+        if not math.isnan(distance):
+            return CheckMeasurement(
+                name, (distance,), detail=f"KS distance to the offline histogram; {base}"
+            )
+    # Older reports (or a server with other buckets): compare with a normal law instead.
     distance = stats.ks_distance_to_normal(scores, offline.mean, offline.std)
-    return CheckMeasurement(name, (distance,), detail=f"KS distance; {base}")
+    return CheckMeasurement(name, (distance,), detail=f"KS distance to N(mean, std); {base}")
 
 
 def _too_few(name: str, seen: float, what: str, spec: ServingMetricsCheckSpec) -> CheckMeasurement:

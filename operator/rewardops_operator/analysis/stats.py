@@ -1,4 +1,5 @@
-"""Numbers from Prometheus histograms: quantiles, moments, and a KS distance to a normal law.
+"""Numbers from Prometheus histograms: quantiles, moments, and KS distances (to a normal law, or
+to an offline histogram with the same bounds).
 
 A histogram is a list of ``(upper bound, cumulative count)`` sorted by bound, the last bound
 ``+Inf``, as the ``_bucket`` series of the text exposition format carry it.
@@ -82,3 +83,22 @@ def ks_distance_to_normal(buckets: Buckets, mean: float, std: float) -> float:
         (abs(count / total - normal_cdf(bound, mean, std)) for bound, count in buckets[:-1]),
         default=0.0,
     )
+
+
+def ks_distance_between(live: Buckets, bounds: Sequence[float], counts: Sequence[int]) -> float:
+    """Largest gap between the live CDF and an offline histogram's CDF at their shared bounds.
+
+    ``counts`` are per bucket (not cumulative) for ``bounds`` plus one above the last bound.
+    Both CDFs are exact at the bounds, so this is the KS statistic of the two samples
+    restricted to them. NaN when either side is empty or the live bounds differ.
+    """
+    live_bounds = [bound for bound, _ in live[:-1]]
+    offline_total = sum(counts)
+    total = live[-1][1] if live else 0.0
+    if list(bounds) != live_bounds or total <= 0 or offline_total <= 0:
+        return math.nan
+    gap, below = 0.0, 0
+    for (_, count), offline in zip(live[:-1], counts, strict=False):
+        below += offline
+        gap = max(gap, abs(count / total - below / offline_total))
+    return gap

@@ -19,6 +19,7 @@ from rewardops_operator.api.types import (
     Duration,
     Fraction,
     PositiveDecimal,
+    SignedDecimal,
     parse_duration,
 )
 
@@ -258,20 +259,51 @@ class ServingMetricsCheckSpec(ApiModel):
     path: str = Field(default="/metrics", pattern=r"^/")
 
 
+class FreshFeedbackCheckSpec(ApiModel):
+    """Do users agree with the promoted model? An evaluation Job scores the feedback that
+    arrived since the rollout with the promoted and the previous model; the value is promoted
+    minus previous pairwise accuracy (e.g. ``min: "-0.02"``)."""
+
+    min_pairs: int = Field(
+        default=200,
+        ge=1,
+        description="fresh preference pairs needed before the models are compared; until "
+        "then the check waits (it neither passes nor counts as inconclusive)",
+    )
+    max_pairs: int = Field(
+        default=2000, ge=1, description="pairs scored at most (a stable sample) per evaluation"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FreshFeedbackCheckSpec:
+        if self.max_pairs < self.min_pairs:
+            raise ValueError("maxPairs must be at least minPairs")
+        return self
+
+
 class AnalysisCheck(ApiModel):
     """One live check: a provider gives numbers, min/max decide (inclusive limits)."""
 
     name: str = Field(pattern=NAME_PATTERN, max_length=63)
     prometheus: PrometheusCheckSpec | None = None
     serving_metrics: ServingMetricsCheckSpec | None = None
-    max: Decimal | None = Field(default=None, description="pass when every value is at most this")
-    min: Decimal | None = Field(default=None, description="pass when every value is at least this")
+    fresh_feedback: FreshFeedbackCheckSpec | None = None
+    max: SignedDecimal | None = Field(
+        default=None, description="pass when every value is at most this"
+    )
+    min: SignedDecimal | None = Field(
+        default=None, description="pass when every value is at least this"
+    )
 
     @model_validator(mode="after")
     def _one_provider_and_a_limit(self) -> AnalysisCheck:
-        providers = [p for p in (self.prometheus, self.serving_metrics) if p is not None]
+        providers = [
+            p for p in (self.prometheus, self.serving_metrics, self.fresh_feedback) if p is not None
+        ]
         if len(providers) != 1:
-            raise ValueError(f"check {self.name}: set exactly one of prometheus, servingMetrics")
+            raise ValueError(
+                f"check {self.name}: set exactly one of prometheus, servingMetrics, freshFeedback"
+            )
         if self.max is None and self.min is None:
             raise ValueError(f"check {self.name}: set max, min or both")
         return self
@@ -302,6 +334,8 @@ class AnalysisSpec(ApiModel):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"check names must be unique: {', '.join(duplicates)}")
+        if sum(check.fresh_feedback is not None for check in self.checks) > 1:
+            raise ValueError("at most one freshFeedback check: each runs an evaluation Job")
         return self
 
 
@@ -389,6 +423,9 @@ class ModelMetricsStatus(ApiModel):
     #: look like; the serving-metrics drift checks compare against it.
     reward_mean: str | None = None
     reward_std: str | None = None
+    #: Held-out rewards per bucket of the report's SCORE_BUCKETS (not cumulative), so the
+    #: ScoreDistance check compares live and offline histograms bucket by bucket.
+    score_counts: list[int] | None = None
 
 
 class GateResult(ApiModel):
@@ -422,12 +459,24 @@ class CheckStatus(ApiModel):
         return self.passed + self.failed + self.inconclusive
 
 
+class FeedbackEvaluationStatus(ApiModel):
+    """The fresh-feedback check's evaluation Jobs: the one under way, or the last one."""
+
+    attempts: int = Field(default=0, description="evaluation Jobs started so far")
+    job_name: str | None = Field(default=None, description="the evaluation Job under way")
+    result_uri: str | None = Field(default=None, description="where that Job writes its result")
+    started_at: datetime | None = Field(default=None, description="when that Job was created")
+    finished_at: datetime | None = Field(default=None, description="when the last one ended")
+    pairs_found: int | None = Field(default=None, description="fresh pairs the last one found")
+
+
 class AnalysisStatus(ApiModel):
     phase: AnalysisPhase = AnalysisPhase.RUNNING
     started_at: datetime
     last_measured_at: datetime | None = None
     measurements: int = 0
     checks: list[CheckStatus] = Field(default_factory=list)
+    feedback: FeedbackEvaluationStatus | None = None
     message: str = ""
 
 

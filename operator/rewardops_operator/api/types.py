@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import AfterValidator, Field
 
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
+SIGNED_DECIMAL_PATTERN = r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$"
 DURATION_PATTERN = r"^([0-9]+(s|m|h|d))+$"
 _DURATION_PART = re.compile(r"([0-9]+)(s|m|h|d)")
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -32,6 +33,8 @@ def _check_positive(value: str) -> str:
 
 #: A non-negative decimal number written as a string.
 Decimal = Annotated[str, Field(pattern=DECIMAL_PATTERN)]
+#: A decimal number that may be negative (a live check's limit: a score shift, a difference).
+SignedDecimal = Annotated[str, Field(pattern=SIGNED_DECIMAL_PATTERN)]
 #: A decimal string between 0 and 1 inclusive.
 Fraction = Annotated[Decimal, AfterValidator(_check_fraction)]
 #: A decimal string greater than 0.

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from rewardops_operator.api.models import RewardModelUpdateStatus
-from rewardops_trainer.contract import RunConfig
+from rewardops_trainer.contract import FeedbackConfig, RunConfig
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,14 @@ class CreateJob:
 
     name: str
     run_config: RunConfig
+
+
+@dataclass(frozen=True)
+class CreateFeedbackJob:
+    """Start a fresh-feedback evaluation (a short Job; a local trainer process)."""
+
+    name: str
+    config: FeedbackConfig
 
 
 @dataclass(frozen=True)
@@ -65,7 +73,15 @@ class EmitEvent:
     message: str
 
 
-Action = CreateJob | DeleteJob | AcquireLock | ReleaseLock | SetServedModel | EmitEvent
+Action = (
+    CreateJob
+    | CreateFeedbackJob
+    | DeleteJob
+    | AcquireLock
+    | ReleaseLock
+    | SetServedModel
+    | EmitEvent
+)
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,10 @@
 """Live analysis after a rollout: tally check measurements, decide pass, fail or inconclusive.
 
-Pure: the driver measures (``rewardops_operator.analysis`` providers) when :func:`due` says so
-and hands the numbers in ``Observations.analysis``; this module only counts and judges. Time is
-``observed.now``. Limits are inclusive, like the offline gates (docs/gates-and-analysis.md).
+Pure: the driver measures (``rewardops_operator.analysis`` providers) when :func:`wanted` says
+so and hands the numbers in ``Observations.analysis``; this module only counts and judges. The
+fresh-feedback check is measured by evaluation Jobs instead (:mod:`feedback` records each result
+with :func:`record_one`). Time is ``observed.now``. Limits are inclusive, like the offline gates
+(docs/gates-and-analysis.md).
 
 Rules, per check over the window that starts when the rollout completes:
 
@@ -12,7 +14,8 @@ Rules, per check over the window that starts when the rollout completes:
 - ``failureLimit`` failed measurements of one check fail the analysis at once;
 - more than ``inconclusiveLimit`` inconclusive measurements of one check make it inconclusive;
 - once ``duration`` has passed, the analysis passes if every check passed at least once, and
-  is inconclusive otherwise (nothing was learnt about that check).
+  is inconclusive otherwise (nothing was learnt about that check); a fresh-feedback evaluation
+  still under way is waited for.
 
 A failed or inconclusive analysis rolls back; the reconciler does that, as for a failed rollout.
 """
@@ -132,29 +135,78 @@ def _judge_one(check: AnalysisCheck, measured: CheckMeasurement | None) -> tuple
     )
 
 
+def _tally(
+    check: AnalysisCheck, tally: CheckStatus, measured: CheckMeasurement | None
+) -> CheckStatus:
+    outcome, value, message = _judge_one(check, measured)
+    return tally.model_copy(
+        update={
+            outcome: getattr(tally, outcome) + 1,
+            "last_value": value or None,
+            "limit": limit_text(check),
+            "last_message": message,
+        }
+    )
+
+
+def _replace_check(
+    spec: AnalysisSpec, status: AnalysisStatus, name: str, change: CheckStatus
+) -> list[CheckStatus]:
+    previous = {c.name: c for c in status.checks}
+    previous[name] = change
+    return [previous.get(check.name) or CheckStatus(name=check.name) for check in spec.checks]
+
+
 def record(
     spec: AnalysisSpec, status: AnalysisStatus, round_: AnalysisMeasurements, now: datetime
 ) -> AnalysisStatus:
-    """The tally after one round of measurements."""
+    """The tally after one round of measurements. Fresh-feedback checks are measured by their
+    evaluation Jobs instead (:func:`record_one`), so a round leaves them as they are."""
     measured = {m.name: m for m in round_.checks}
     previous = {c.name: c for c in status.checks}
     checks = []
     for check in spec.checks:
         tally = previous.get(check.name) or CheckStatus(name=check.name)
-        outcome, value, message = _judge_one(check, measured.get(check.name))
-        checks.append(
-            tally.model_copy(
-                update={
-                    outcome: getattr(tally, outcome) + 1,
-                    "last_value": value or None,
-                    "limit": limit_text(check),
-                    "last_message": message,
-                }
-            )
-        )
+        if check.fresh_feedback is None:
+            tally = _tally(check, tally, measured.get(check.name))
+        checks.append(tally)
     return status.model_copy(
         update={"checks": checks, "last_measured_at": now, "measurements": status.measurements + 1}
     )
+
+
+def record_one(
+    spec: AnalysisSpec, status: AnalysisStatus, check: AnalysisCheck, measured: CheckMeasurement
+) -> AnalysisStatus:
+    """The tally after one measurement of one check, taken outside the rounds."""
+    tally = next((c for c in status.checks if c.name == check.name), CheckStatus(name=check.name))
+    return status.model_copy(
+        update={"checks": _replace_check(spec, status, check.name, _tally(check, tally, measured))}
+    )
+
+
+def note(
+    spec: AnalysisSpec, status: AnalysisStatus, check: AnalysisCheck, message: str
+) -> AnalysisStatus:
+    """Say where a check stands without counting a measurement (e.g. waiting for data)."""
+    tally = next((c for c in status.checks if c.name == check.name), CheckStatus(name=check.name))
+    change = tally.model_copy(update={"last_message": message, "limit": limit_text(check)})
+    return status.model_copy(update={"checks": _replace_check(spec, status, check.name, change)})
+
+
+def feedback_check(spec: AnalysisSpec) -> AnalysisCheck | None:
+    """The analysis's fresh-feedback check (at most one; the API enforces it)."""
+    return next((check for check in spec.checks if check.fresh_feedback is not None), None)
+
+
+def _awaiting_feedback(spec: AnalysisSpec, status: AnalysisStatus) -> str | None:
+    """The evaluation Job whose result the end of the window waits for, if any."""
+    check = feedback_check(spec)
+    job = status.feedback.job_name if status.feedback is not None else None
+    if check is None or job is None:
+        return None
+    tally = next((c for c in status.checks if c.name == check.name), None)
+    return job if tally is None or tally.passed == 0 else None
 
 
 def judge(spec: AnalysisSpec, status: AnalysisStatus, now: datetime) -> Verdict:
@@ -185,6 +237,15 @@ def judge(spec: AnalysisSpec, status: AnalysisStatus, now: datetime) -> Verdict:
             f"{status.measurements} measurement(s) so far; window ends "
             f"{end(spec, status).isoformat()}; " + _summary(spec, tallies),
         )
+    awaited = _awaiting_feedback(spec, status)
+    if awaited is not None:
+        # The evaluation started inside the window; its answer still belongs to it.
+        return Verdict(
+            AnalysisPhase.RUNNING,
+            RUNNING,
+            f"window ended; waiting for the fresh-feedback evaluation Job {awaited}; "
+            + _summary(spec, tallies),
+        )
     unknown = [c.name for c in spec.checks if tallies.get(c.name, empty).passed == 0]
     if unknown:
         return Verdict(
@@ -206,7 +267,8 @@ def _summary(spec: AnalysisSpec, tallies: dict[str, CheckStatus]) -> str:
     for check in spec.checks:
         tally = tallies.get(check.name)
         if tally is None or tally.measured == 0:
-            parts.append(f"{check.name} not measured yet ({limit_text(check)})")
+            waiting = f": {tally.last_message}" if tally is not None and tally.last_message else ""
+            parts.append(f"{check.name} not measured yet ({limit_text(check)}){waiting}")
         elif tally.last_value is None:
             parts.append(f"{check.name} inconclusive: {tally.last_message}")
         else:

@@ -58,3 +58,11 @@ def model_version(model_uri: str) -> str:
     if len(parts) >= 2 and parts[-1] == "model":
         return parts[-2]
     return parts[-1] if parts else model_uri
+
+
+def feedback_job_name(run: str, attempt: int) -> str:
+    """``<run id>-fb<attempt>``: the update's name is shortened, never the generation or the
+    digest, so the evaluation Jobs of two updates cannot share a name."""
+    head, generation, digest = run.rsplit("-", 2)
+    tail = f"-{generation}-{digest}-fb{attempt}"
+    return f"{head[: MAX_NAME - len(tail)].rstrip('-')}{tail}"

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from rewardops_operator.api.models import Phase, RewardModelUpdate
-from rewardops_trainer.contract import Report
+from rewardops_trainer.contract import FeedbackEvaluation, Report
 from rewardops_trainer.contract.report import REPORT_FILE
 from rewardops_trainer.storage import join_uri
 
@@ -32,6 +32,14 @@ class ReportState:
     """The run's report.json: the report, or why it could not be read."""
 
     report: Report | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class FeedbackState:
+    """A fresh-feedback evaluation's result, or why it could not be read."""
+
+    result: FeedbackEvaluation | None = None
     error: str | None = None
 
 
@@ -90,6 +98,10 @@ class Observations:
     deployment: DeploymentState | None = None
     #: None: no live-analysis measurement was due (or analysis is off).
     analysis: AnalysisMeasurements | None = None
+    #: The fresh-feedback evaluation Job named in status.analysis.feedback (None: none found).
+    feedback_job: JobState | None = None
+    #: Its result, read once the Job succeeded (or is gone); None: not looked for.
+    feedback: FeedbackState | None = None
 
 
 def report_to_read(update: RewardModelUpdate, job: JobState | None) -> str | None:
@@ -103,3 +115,24 @@ def report_to_read(update: RewardModelUpdate, job: JobState | None) -> str | Non
     if not (job_gone or (job is not None and job.succeeded)):
         return None
     return status.report_uri or join_uri(update.spec.output.uri, status.run_id, REPORT_FILE)
+
+
+def feedback_job_to_observe(update: RewardModelUpdate) -> str | None:
+    """The fresh-feedback evaluation Job under way, if any."""
+    status = update.status
+    analysis = status.analysis if status is not None else None
+    feedback = analysis.feedback if analysis is not None else None
+    return feedback.job_name if feedback is not None else None
+
+
+def feedback_to_read(update: RewardModelUpdate, job: JobState | None) -> str | None:
+    """Where to read the evaluation Job's result from: once it succeeded, or when it is gone
+    (reaped after it finished, or never observed)."""
+    status = update.status
+    analysis = status.analysis if status is not None else None
+    feedback = analysis.feedback if analysis is not None else None
+    if feedback is None or feedback.job_name is None or feedback.result_uri is None:
+        return None
+    if job is not None and not job.succeeded:
+        return None
+    return feedback.result_uri

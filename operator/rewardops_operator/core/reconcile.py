@@ -20,7 +20,9 @@ Contract with the drivers (kopf, local):
 - Reconcile again on any change of the resource, its Job or its Deployment, and after
   ``requeue_after`` seconds as a safety net.
 - Measure the live-analysis checks when ``analysis.wanted(update, now)`` names them, and pass
-  the results in ``observed.analysis``.
+  the results in ``observed.analysis``. Observe the fresh-feedback evaluation Job named in
+  ``status.analysis.feedback.jobName`` and read its result once it succeeded or is gone
+  (``observations.feedback_job_to_observe`` / ``feedback_to_read``).
 
 A run belongs to one spec (see :mod:`naming`): a changed spec starts a new run, stopping the
 old one unless its model is already rolling out (then that rollout is verified first). The same
@@ -45,7 +47,7 @@ from rewardops_operator.api.models import (
     RewardModelUpdate,
     RewardModelUpdateStatus,
 )
-from rewardops_operator.core import analysis
+from rewardops_operator.core import analysis, feedback
 from rewardops_operator.core.actions import (
     AcquireLock,
     Action,
@@ -109,6 +111,8 @@ def on_delete(update: RewardModelUpdate, observed: Observations) -> list[Action]
         unfinished = job is not None and not (job.succeeded or job.failed)
         if unfinished or status.phase == Phase.TRAINING:
             actions.append(DeleteJob(status.job_name))
+    if status is not None and status.analysis is not None:
+        actions.extend(feedback.stop(status.analysis)[1])
     deployment = observed.deployment
     holder = lock_holder(update)
     if deployment is not None and deployment.lock_holder == holder:
@@ -131,6 +135,7 @@ def _metrics(evaluation: ModelEvaluation) -> ModelMetricsStatus:
         latency_ms_per_pair=_decimal(held_out.latency_ms_per_pair, 3),
         reward_mean=_decimal(held_out.reward_mean),
         reward_std=_decimal(held_out.reward_std),
+        score_counts=held_out.score_counts,
     )
 
 
@@ -667,15 +672,25 @@ class _Reconciler:
         measured = self.observed.analysis
         if measured is not None and analysis.is_due(spec, state, self.now):
             state = analysis.record(spec, state, measured, self.now)
+        evaluation = feedback.step(self.update, spec, state, self.observed, self.settings)
+        state = evaluation.status
+        self.actions.extend(evaluation.actions)
         verdict = analysis.judge(spec, state, self.now)
+        if verdict.phase != AnalysisPhase.RUNNING:
+            state, stopped = feedback.stop(state)
+            self.actions.extend(stopped)
         self.status.analysis = state.model_copy(
             update={"phase": verdict.phase, "message": verdict.message}
         )
         if verdict.phase == AnalysisPhase.RUNNING:
             self._set(analysis.ANALYSIS_PASSED, "Unknown", verdict.reason, verdict.message)
-            self._wait(
-                min(self.settings.poll_seconds, analysis.wait_seconds(spec, state, self.now))
-            )
+            wait = analysis.wait_seconds(spec, state, self.now)
+            if analysis.feedback_check(spec) is not None:
+                wait = min(wait, feedback.wait_seconds(spec, state, self.now))
+            if evaluation.waiting:
+                # The Job's own watch event usually comes first.
+                wait = self.settings.poll_seconds
+            self._wait(min(self.settings.poll_seconds, wait))
             return False
         if verdict.phase == AnalysisPhase.PASSED:
             self._set(analysis.ANALYSIS_PASSED, "True", verdict.reason, verdict.message, "Normal")

@@ -12,12 +12,13 @@ from datetime import UTC, datetime
 from pydantic import ValidationError
 from pydantic.alias_generators import to_camel
 
-from rewardops_operator.api.models import RewardModelUpdate
+from rewardops_operator.api.models import FreshFeedbackCheckSpec, RewardModelUpdate
 from rewardops_operator.api.types import parse_duration
 from rewardops_operator.core.naming import is_run_of, run_id
 from rewardops_operator.core.observations import Observations
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import (
+    FeedbackConfig,
     Hyperparameters,
     LoraSettings,
     PairSettings,
@@ -67,9 +68,7 @@ def build_run_config(
             f"spec.telemetry.since ({since.isoformat()}) is not before the window's end "
             f"({until.isoformat()}, {'spec.telemetry.until' if spec.telemetry.until else 'now'})"
         )
-    training = spec.training
-    hyper = training.hyperparameters
-    pairs = training.pairs
+    hyper = spec.training.hyperparameters
     try:
         return RunConfig(
             run_id=run,
@@ -80,15 +79,7 @@ def build_run_config(
             output_uri=spec.output.uri,
             base_model_uri=base_model,
             baseline_model_uri=served,
-            storage=StorageSettings(
-                endpoint=spec.storage.endpoint or settings.storage_endpoint,
-                secure=(
-                    spec.storage.secure
-                    if spec.storage.secure is not None
-                    else settings.storage_secure
-                ),
-                region=spec.storage.region,
-            ),
+            storage=storage_settings(update, settings),
             hyperparameters=Hyperparameters(
                 learning_rate=float(hyper.learning_rate),
                 epochs=hyper.epochs,
@@ -113,13 +104,63 @@ def build_run_config(
                 ),
                 seed=hyper.seed,
             ),
-            pairs=PairSettings(
-                validation_fraction=float(pairs.validation_fraction),
-                max_pairs_per_prompt=pairs.max_pairs_per_prompt,
-                min_pairs=pairs.min_pairs,
-                max_rejected_fraction=float(pairs.max_rejected_fraction),
-                dwell_threshold_ms=pairs.dwell_threshold_ms,
-            ),
+            pairs=_pair_settings(update),
+        )
+    except ValidationError as error:
+        raise SpecError(_describe(error)) from error
+
+
+def storage_settings(update: RewardModelUpdate, settings: OperatorSettings) -> StorageSettings:
+    spec = update.spec.storage
+    return StorageSettings(
+        endpoint=spec.endpoint or settings.storage_endpoint,
+        secure=spec.secure if spec.secure is not None else settings.storage_secure,
+        region=spec.region,
+    )
+
+
+def _pair_settings(update: RewardModelUpdate) -> PairSettings:
+    pairs = update.spec.training.pairs
+    return PairSettings(
+        validation_fraction=float(pairs.validation_fraction),
+        max_pairs_per_prompt=pairs.max_pairs_per_prompt,
+        min_pairs=pairs.min_pairs,
+        max_rejected_fraction=float(pairs.max_rejected_fraction),
+        dwell_threshold_ms=pairs.dwell_threshold_ms,
+    )
+
+
+def build_feedback_config(
+    update: RewardModelUpdate,
+    check: FreshFeedbackCheckSpec,
+    *,
+    evaluation_id: str,
+    since: datetime,
+    until: datetime,
+    result_uri: str,
+    settings: OperatorSettings,
+) -> FeedbackConfig:
+    """What a fresh-feedback evaluation Job gets: the promoted (candidate) and previous model,
+    the telemetry since the rollout, and the update's own pair rules and storage."""
+    status = update.status
+    candidate = status.candidate if status is not None else None
+    previous = status.previous_model if status is not None else None
+    if candidate is None or previous is None:
+        raise SpecError("a fresh-feedback evaluation needs a promoted and a previous model")
+    try:
+        return FeedbackConfig(
+            evaluation_id=evaluation_id,
+            telemetry_uri=update.spec.telemetry.uri,
+            since=_utc(since),
+            until=_utc(until),
+            promoted_model_uri=candidate.model_uri,
+            previous_model_uri=previous,
+            result_uri=result_uri,
+            storage=storage_settings(update, settings),
+            pairs=_pair_settings(update),
+            min_pairs=check.min_pairs,
+            max_pairs=check.max_pairs,
+            max_length=update.spec.training.hyperparameters.max_length,
         )
     except ValidationError as error:
         raise SpecError(_describe(error)) from error
@@ -132,6 +173,7 @@ _SPEC_PATHS = {
     "PairSettings": "spec.training.pairs",
     "StorageSettings": "spec.storage",
     "RunConfig": "run config",
+    "FeedbackConfig": "fresh-feedback evaluation config",
 }
 
 

@@ -1,4 +1,4 @@
-"""The only module that talks to the Kubernetes API (and reads report.json for the operator).
+"""The only module that talks to the Kubernetes API (and reads what the trainer Jobs wrote).
 
 Synchronous and small: the kopf handlers call it from worker threads. Objects travel as plain
 dicts (the pure builders in this package make and read them), so no client model validation
@@ -33,6 +33,7 @@ from rewardops_operator.api.models import (
 from rewardops_operator.core.actions import (
     AcquireLock,
     Action,
+    CreateFeedbackJob,
     CreateJob,
     DeleteJob,
     EmitEvent,
@@ -42,11 +43,15 @@ from rewardops_operator.core.actions import (
 from rewardops_operator.core.analysis import wanted
 from rewardops_operator.core.observations import (
     AnalysisMeasurements,
+    FeedbackState,
     JobState,
     Observations,
     ReportState,
+    feedback_job_to_observe,
+    feedback_to_read,
     report_to_read,
 )
+from rewardops_operator.core.run_config import storage_settings
 from rewardops_operator.kube.deployment import (
     PROMOTION_LOCK_ANNOTATION,
     lock_patch,
@@ -55,7 +60,7 @@ from rewardops_operator.kube.deployment import (
     set_model_patch,
 )
 from rewardops_operator.kube.job import build_job, pod_termination
-from rewardops_operator.reports import read_report
+from rewardops_operator.reports import read_feedback, read_report
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import Report, StorageSettings
 from rewardops_trainer.storage import StorageError
@@ -261,8 +266,21 @@ class Cluster:
         analysis = None
         if raw_deployment is not None:
             analysis = self.measure_analysis(update, raw_deployment, now)
+        feedback_job = None
+        feedback_job_name = feedback_job_to_observe(update)
+        if feedback_job_name is not None:
+            raw_feedback_job = self.api.get_job(namespace, feedback_job_name)
+            if raw_feedback_job is not None:
+                feedback_job = self._job_state(namespace, raw_feedback_job)
+        result_uri = feedback_to_read(update, feedback_job)
         return Observations(
-            now=now, job=job, report=report, deployment=deployment, analysis=analysis
+            now=now,
+            job=job,
+            report=report,
+            deployment=deployment,
+            analysis=analysis,
+            feedback_job=feedback_job,
+            feedback=self.read_feedback(update, result_uri) if result_uri else None,
         )
 
     def measure_analysis(
@@ -338,19 +356,11 @@ class Cluster:
             cached = self._reports.get(uri)
         if cached is not None:
             return ReportState(report=cached)
-        storage = self.storage_settings(update)
-        credentials = None
-        if urlparse(uri).scheme == "s3":
-            if not storage.endpoint:
-                return ReportState(
-                    error=f"{uri}: no S3 endpoint: set spec.storage.endpoint or the operator "
-                    "default"
-                )
-            try:
-                credentials = self._credentials(update)
-            except (StorageError, LookupError, ValueError, OSError) as error:
-                return ReportState(error=f"{uri}: {error}")
-        state = read_report(uri, storage, credentials=credentials)
+        try:
+            credentials = self._credentials_for(update, uri)
+        except (StorageError, LookupError, ValueError, OSError) as error:
+            return ReportState(error=f"{uri}: {error}")
+        state = read_report(uri, self._storage(update), credentials=credentials)
         if state.report is not None:
             with self._reports_guard:
                 self._reports[uri] = state.report
@@ -358,13 +368,26 @@ class Cluster:
                     self._reports.popitem(last=False)
         return state
 
-    def storage_settings(self, update: RewardModelUpdate) -> StorageSettings:
-        spec = update.spec.storage
-        return StorageSettings(
-            endpoint=spec.endpoint or self.settings.storage_endpoint,
-            secure=self.settings.storage_secure if spec.secure is None else spec.secure,
-            region=spec.region,
-        )
+    def read_feedback(self, update: RewardModelUpdate, uri: str) -> FeedbackState:
+        """A fresh-feedback evaluation's result, read like the report."""
+        try:
+            credentials = self._credentials_for(update, uri)
+        except (StorageError, LookupError, ValueError, OSError) as error:
+            return FeedbackState(error=f"{uri}: {error}")
+        return read_feedback(uri, self._storage(update), credentials=credentials)
+
+    def _storage(self, update: RewardModelUpdate) -> StorageSettings:
+        return storage_settings(update, self.settings)
+
+    def _credentials_for(
+        self, update: RewardModelUpdate, uri: str
+    ) -> tuple[str | None, str | None] | None:
+        """Credentials to read ``uri``: none for a file, the Secret's (or ours) for S3."""
+        if urlparse(uri).scheme != "s3":
+            return None
+        if not self._storage(update).endpoint:
+            raise ValueError("no S3 endpoint: set spec.storage.endpoint or the operator default")
+        return self._credentials(update)
 
     def _credentials(self, update: RewardModelUpdate) -> tuple[str | None, str | None]:
         """From the referenced Secret; without one, the operator's own environment."""
@@ -386,7 +409,7 @@ class Cluster:
         """Carry out one action (events are the kopf layer's). Raises LockHeld on a lost lock."""
         namespace = _namespace(update)
         match action:
-            case CreateJob():
+            case CreateJob() | CreateFeedbackJob():
                 self.api.create_job(namespace, build_job(update, action, self.settings))
             case DeleteJob(name=name):
                 self.api.delete_job(namespace, name)

@@ -1,4 +1,5 @@
-"""The training Job manifest (pure): one run of ``rewardops-trainer train``.
+"""The trainer's Job manifests (pure): a training run (``rewardops-trainer train``) and a
+fresh-feedback evaluation (``rewardops-trainer feedback``), in the same pod template.
 
 The pod runs under the restricted Pod Security Standard: non-root, no privilege escalation, all
 capabilities dropped, a read-only root filesystem with emptyDirs for /tmp and the scratch space
@@ -10,10 +11,15 @@ from __future__ import annotations
 from typing import Any
 
 from rewardops_operator.api.models import API_VERSION, KIND, RewardModelUpdate
-from rewardops_operator.core.actions import CreateJob
+from rewardops_operator.core.actions import CreateFeedbackJob, CreateJob
 from rewardops_operator.kube.labels import KUEUE_QUEUE_LABEL, run_labels
 from rewardops_operator.settings import OperatorSettings
-from rewardops_trainer.contract import RUN_CONFIG_ENV
+from rewardops_trainer.contract import (
+    FEEDBACK_CONFIG_ENV,
+    RUN_CONFIG_ENV,
+    FeedbackConfig,
+    RunConfig,
+)
 from rewardops_trainer.contract.exit_codes import PERMANENT_EXIT_CODES
 
 CONTAINER = "trainer"
@@ -38,9 +44,11 @@ def trainer_command(gpus: int) -> list[str]:
     return ["rewardops-trainer", "train"]
 
 
-def _env(update: RewardModelUpdate, action: CreateJob, settings: OperatorSettings) -> list[Any]:
-    config = action.run_config
-    env: list[dict[str, Any]] = [{"name": RUN_CONFIG_ENV, "value": config.to_json()}]
+def _env(
+    update: RewardModelUpdate, config: RunConfig | FeedbackConfig, settings: OperatorSettings
+) -> list[Any]:
+    name = RUN_CONFIG_ENV if isinstance(config, RunConfig) else FEEDBACK_CONFIG_ENV
+    env: list[dict[str, Any]] = [{"name": name, "value": config.to_json()}]
     storage = config.storage
     if storage.endpoint:
         env.append({"name": "S3_ENDPOINT", "value": storage.endpoint})
@@ -71,13 +79,13 @@ def _env(update: RewardModelUpdate, action: CreateJob, settings: OperatorSetting
     return env
 
 
-def _resources(update: RewardModelUpdate) -> dict[str, Any]:
+def _resources(update: RewardModelUpdate, gpus: int) -> dict[str, Any]:
     training = update.spec.training
     requests = dict(training.resources.requests) if training.resources else {}
     limits = dict(training.resources.limits) if training.resources else {}
-    if training.gpus > 0:
+    if gpus > 0:
         # Extended resources need requests equal to limits; quantities are strings.
-        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(training.gpus)
+        requests[GPU_RESOURCE] = limits[GPU_RESOURCE] = str(gpus)
     resources: dict[str, Any] = {}
     if requests:
         resources["requests"] = requests
@@ -87,13 +95,25 @@ def _resources(update: RewardModelUpdate) -> dict[str, Any]:
 
 
 def build_job(
-    update: RewardModelUpdate, action: CreateJob, settings: OperatorSettings
+    update: RewardModelUpdate, action: CreateJob | CreateFeedbackJob, settings: OperatorSettings
 ) -> dict[str, Any]:
-    """The batch/v1 Job for ``action``, owned (controller reference) by ``update``."""
+    """The batch/v1 Job for ``action``, owned (controller reference) by ``update``.
+
+    An evaluation runs on the training's image, queue and resources, but on one GPU at most:
+    it scores a few thousand pairs, which data parallelism would not speed up.
+    """
     meta = update.metadata
     if not meta.uid:
         raise ValueError(f"metadata.uid of {meta.name!r} is required for the Job's ownerReference")
     training = update.spec.training
+    if isinstance(action, CreateJob):
+        config: RunConfig | FeedbackConfig = action.run_config
+        gpus = training.gpus
+        command = trainer_command(gpus)
+    else:
+        config = action.config
+        gpus = min(training.gpus, 1)
+        command = ["rewardops-trainer", "feedback"]
     labels = run_labels(update, action.name)
     job_labels = dict(labels)
     if training.queue_name:
@@ -106,7 +126,7 @@ def build_job(
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "scratch", "mountPath": SCRATCH},
     ]
-    if training.gpus > 1:
+    if gpus > 1:
         # NCCL between the GPU processes needs more shared memory than the runtime's 64 MiB.
         volumes.append({"name": "dshm", "emptyDir": {"medium": "Memory"}})
         mounts.append({"name": "dshm", "mountPath": "/dev/shm"})
@@ -114,8 +134,8 @@ def build_job(
         "name": CONTAINER,
         "image": training.image or settings.trainer_image,
         "imagePullPolicy": "IfNotPresent",
-        "command": trainer_command(training.gpus),
-        "env": _env(update, action, settings),
+        "command": command,
+        "env": _env(update, config, settings),
         "volumeMounts": mounts,
         "terminationMessagePolicy": "FallbackToLogsOnError",
         "securityContext": {
@@ -125,7 +145,7 @@ def build_job(
             "capabilities": {"drop": ["ALL"]},
         },
     }
-    resources = _resources(update)
+    resources = _resources(update, gpus)
     if resources:
         container["resources"] = resources
     pod_spec: dict[str, Any] = {

@@ -22,6 +22,7 @@ from rewardops_operator.api.models import (
 from rewardops_operator.core.actions import (
     AcquireLock,
     Action,
+    CreateFeedbackJob,
     CreateJob,
     DeleteJob,
     EmitEvent,
@@ -29,11 +30,16 @@ from rewardops_operator.core.actions import (
     SetServedModel,
 )
 from rewardops_operator.core.analysis import wanted
-from rewardops_operator.core.observations import Observations, report_to_read
+from rewardops_operator.core.observations import (
+    Observations,
+    feedback_job_to_observe,
+    feedback_to_read,
+    report_to_read,
+)
 from rewardops_operator.core.reconcile import reconcile
 from rewardops_operator.local.jobs import LocalJobs
 from rewardops_operator.local.serving import LocalDeployment
-from rewardops_operator.reports import read_report
+from rewardops_operator.reports import read_feedback, read_report
 from rewardops_operator.settings import OperatorSettings
 from rewardops_trainer.contract import StorageSettings
 
@@ -112,12 +118,16 @@ class LocalDriver:
             analysis = measure_all(
                 spec, offline_scores(status), targets=targets, secret=_no_secrets
             )
+        feedback_job = self.jobs.observe(feedback_job_to_observe(item.current()))
+        result_uri = feedback_to_read(item.current(), feedback_job)
         return Observations(
             now=now,
             job=job,
             report=report,
             deployment=deployment.observe() if deployment else None,
             analysis=analysis,
+            feedback_job=feedback_job,
+            feedback=read_feedback(result_uri, self.storage) if result_uri else None,
         )
 
     def step(self, item: LocalUpdate) -> float | None:
@@ -134,6 +144,8 @@ class LocalDriver:
         match action:
             case CreateJob(name=name, run_config=config):
                 self.jobs.create(name, config)
+            case CreateFeedbackJob(name=name, config=feedback_config):
+                self.jobs.create(name, feedback_config)
             case DeleteJob(name=name):
                 self.jobs.delete(name)
             case AcquireLock(deployment=deployment, holder=holder):

@@ -1,4 +1,5 @@
-"""Training Jobs as local `rewardops-trainer train` processes, with the Job's run config and env."""
+"""Trainer Jobs as local `rewardops-trainer` processes, with the Job's config and env: training
+runs (``train``) and fresh-feedback evaluations (``feedback``)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from pathlib import Path
 from typing import IO
 
 from rewardops_operator.core.observations import JobState
-from rewardops_trainer.contract import RUN_CONFIG_ENV, RunConfig
+from rewardops_trainer.contract import (
+    FEEDBACK_CONFIG_ENV,
+    RUN_CONFIG_ENV,
+    FeedbackConfig,
+    RunConfig,
+)
 
 _TAIL_LINES = 20
 
@@ -44,7 +50,7 @@ class _Tee(threading.Thread):
 
 
 class LocalJobs:
-    """Runs each CreateJob as one trainer process; observing it gives the Job's state."""
+    """Runs each Job as one trainer process; observing it gives the Job's state."""
 
     def __init__(self, log_dir: Path, env: dict[str, str], *, echo: bool = True) -> None:
         self.log_dir = log_dir
@@ -52,13 +58,17 @@ class LocalJobs:
         self.echo = echo
         self._processes: dict[str, tuple[subprocess.Popen[bytes], _Tee]] = {}
 
-    def create(self, name: str, run_config: RunConfig) -> None:
+    def create(self, name: str, config: RunConfig | FeedbackConfig) -> None:
         if name in self._processes:
             return  # like a 409 from the API server: already created
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, **self.env, RUN_CONFIG_ENV: run_config.to_json()}
+        if isinstance(config, RunConfig):
+            command, variable = "train", RUN_CONFIG_ENV
+        else:
+            command, variable = "feedback", FEEDBACK_CONFIG_ENV
+        env = {**os.environ, **self.env, variable: config.to_json()}
         process = subprocess.Popen(
-            [sys.executable, "-m", "rewardops_trainer", "train"],
+            [sys.executable, "-m", "rewardops_trainer", command],
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,

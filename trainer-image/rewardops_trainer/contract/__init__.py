@@ -4,6 +4,11 @@ The operator imports this package, so nothing here may import torch or transform
 """
 
 from rewardops_trainer.contract.exit_codes import ExitCode
+from rewardops_trainer.contract.feedback import (
+    FEEDBACK_CONFIG_ENV,
+    FeedbackConfig,
+    FeedbackEvaluation,
+)
 from rewardops_trainer.contract.report import (
     DataCounts,
     EvalMetrics,
@@ -23,10 +28,13 @@ from rewardops_trainer.contract.run_config import (
 )
 
 __all__ = [
+    "FEEDBACK_CONFIG_ENV",
     "RUN_CONFIG_ENV",
     "DataCounts",
     "EvalMetrics",
     "ExitCode",
+    "FeedbackConfig",
+    "FeedbackEvaluation",
     "Hyperparameters",
     "Lineage",
     "LoraSettings",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from rewardops_trainer.contract.base import ContractModel
 
@@ -17,6 +17,28 @@ REPORT_SCHEMA_VERSION = 1
 REPORT_FILE = "report.json"
 MANIFEST_FILE = "manifest.json"
 MODEL_DIR = "model"
+
+#: Upper bounds of the reward histogram, shared by the report (offline) and the reference
+#: server's ``rewardops_serve_score`` metric (live), so the two distributions compare bucket by
+#: bucket. Rewards are unnormalised logits; a symmetric spread around 0 shows drift and
+#: saturation. The last bucket (+Inf) is implied.
+SCORE_BUCKETS: tuple[float, ...] = (
+    -20.0,
+    -10.0,
+    -5.0,
+    -3.0,
+    -2.0,
+    -1.0,
+    -0.5,
+    0.0,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    20.0,
+)
 
 
 class SliceMetrics(ContractModel):
@@ -39,6 +61,21 @@ class EvalMetrics(ContractModel):
     )
     latency_ms_per_pair: float = Field(ge=0.0)
     slices: dict[str, SliceMetrics] = Field(default_factory=dict, description="by pair rule")
+    score_counts: list[int] | None = Field(
+        default=None,
+        description="rewards of every scored response (chosen and rejected) per bucket of "
+        "SCORE_BUCKETS, not cumulative; the last count is above the highest bound",
+    )
+
+    @field_validator("score_counts")
+    @classmethod
+    def _one_count_per_bucket(cls, counts: list[int] | None) -> list[int] | None:
+        if counts is not None:
+            if len(counts) != len(SCORE_BUCKETS) + 1:
+                raise ValueError(f"needs {len(SCORE_BUCKETS) + 1} counts, got {len(counts)}")
+            if min(counts) < 0:
+                raise ValueError("counts cannot be negative")
+        return counts
 
 
 class ModelEvaluation(ContractModel):
