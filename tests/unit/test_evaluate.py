@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from rewardops_trainer.contract import EvalMetrics
-from rewardops_trainer.evaluate import calibration_error, compute_metrics, pearson
+from rewardops_trainer.contract.report import SCORE_BUCKETS
+from rewardops_trainer.evaluate import calibration_error, compute_metrics, pearson, score_counts
+from rewardops_trainer.serve.metrics import ServeMetrics
 
 
 def _metrics(chosen: list[float], rejected: list[float], **kw: object) -> EvalMetrics:
@@ -85,3 +87,56 @@ def test_empty_set_gives_zero_metrics() -> None:
     )
     assert m.pairs == 0
     assert m.accuracy == 0.0
+    assert m.score_counts == [0] * (len(SCORE_BUCKETS) + 1)
+
+
+def _bucket(bound: float) -> int:
+    return SCORE_BUCKETS.index(bound)
+
+
+def test_score_counts_put_each_reward_in_its_le_bucket() -> None:
+    # chosen and rejected rewards both count: 8 rewards in all
+    m = _metrics([-20.0, 0.0, 0.25, 20.0], [-25.0, -0.5, 20.5, 1e9])
+    counts = m.score_counts
+    assert counts is not None
+    assert len(counts) == len(SCORE_BUCKETS) + 1
+    expected = [0] * (len(SCORE_BUCKETS) + 1)
+    expected[_bucket(-20.0)] = 2  # -25 (below the lowest bound) and -20 (on it)
+    expected[_bucket(-0.5)] = 1  # on the bound: le semantics
+    expected[_bucket(0.0)] = 1
+    expected[_bucket(0.5)] = 1  # 0.25 is in (0, 0.5]
+    expected[_bucket(20.0)] = 1
+    expected[-1] = 2  # 20.5 and 1e9, above the highest bound
+    assert counts == expected
+    assert sum(counts) == 2 * m.pairs
+
+
+def test_score_counts_just_above_a_bound_go_to_the_next_bucket() -> None:
+    counts = score_counts([-10.0, math.nextafter(-10.0, 0.0)])
+    assert counts[_bucket(-10.0)] == 1
+    assert counts[_bucket(-5.0)] == 1
+
+
+def test_score_counts_skip_nan_and_place_infinities_at_the_ends() -> None:
+    counts = score_counts([math.nan, -math.inf, math.inf])
+    assert counts[0] == 1
+    assert counts[-1] == 1
+    assert sum(counts) == 2
+
+
+def test_score_counts_match_the_serving_histogram() -> None:
+    # The offline counts and the live rewardops_serve_score histogram share their edges and
+    # their le semantics, so the same rewards give the same (de-cumulated) buckets.
+    rewards = [*SCORE_BUCKETS, -30.0, -7.5, -0.1, 0.1, 4.0, 15.0, 99.0, math.nan]
+    metrics = ServeMetrics()
+    metrics.observe_forward(rewards, 0.01)
+    cumulative = [
+        sample.value
+        for family in metrics.registry.collect()
+        if family.name == "rewardops_serve_score"
+        for sample in family.samples
+        if sample.name == "rewardops_serve_score_bucket"
+    ]
+    assert len(cumulative) == len(SCORE_BUCKETS) + 1
+    live = [int(b - a) for a, b in zip([0.0, *cumulative[:-1]], cumulative, strict=True)]
+    assert live == score_counts(rewards)

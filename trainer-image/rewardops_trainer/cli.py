@@ -248,6 +248,58 @@ def train(*, config_source: str | None, work_dir: Path | None, progress: bool) -
     exit_on_error(start)
 
 
+# --- feedback (issue 9) ----------------------------------------------------------------------
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_source",
+    default=None,
+    help="Feedback config JSON: s3://bucket/key, file:///path, a path, or - for stdin "
+    "(default: the JSON in $REWARDOPS_FEEDBACK_CONFIG, as the evaluation Job passes it).",
+)
+@click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Scratch space for pairs and models (default: a temporary folder, removed after).",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress lines on a terminal, JSON log lines otherwise.",
+)
+def feedback(*, config_source: str | None, work_dir: Path | None, progress: bool) -> None:
+    """Fresh-feedback evaluation after a promotion: do users agree with the promoted model
+    more than with the previous one? (see docs/training.md)
+
+    Builds preference pairs from the telemetry in [since, until) with the training pipeline's
+    consent filter, redaction and pair rules, scores a stable sample of at most maxPairs of
+    them with both models, and writes the result JSON to resultUri. Fewer than minPairs pairs
+    is an answer, not an error: the result says enough=false and no model is loaded. A rerun
+    with a result already at resultUri for the same evaluation returns it. Prints one summary
+    line: pairs found, both accuracies and their delta.
+
+    Config fields (camelCase JSON): evaluationId, telemetryUri, since, until (with a UTC
+    offset), promotedModelUri, previousModelUri, resultUri, storage, pairs (the update's pair
+    rules), minPairs, maxPairs, maxLength, batchSize. A bad config or a missing model exits 3;
+    an unreachable object store exits 4.
+    """
+    import tempfile
+
+    from rewardops_trainer.feedback import execute_feedback, load_feedback_config, summary_line
+
+    def start() -> None:
+        config = load_feedback_config(config_source)
+        with tempfile.TemporaryDirectory(prefix="rewardops-feedback-") as scratch:
+            result = execute_feedback(config, work_dir=work_dir or Path(scratch), progress=progress)
+        click.echo(summary_line(result))
+
+    exit_on_error(start)
+
+
 @main.command("init-model")
 @click.option(
     "--from",

@@ -16,20 +16,24 @@ Definitions (``d = r_chosen - r_rejected``):
   that says 0.8 should be right 80% of the time;
 - length correlation: Pearson r between reward and response length in characters over all
   responses (high values flag a model that rewards length: reward hacking); 0 when undefined;
-- latency: wall-clock scoring time per pair (two texts).
+- latency: wall-clock scoring time per pair (two texts);
+- score counts: every reward (chosen and rejected) counted in its bucket of ``SCORE_BUCKETS``
+  with Prometheus ``le`` semantics, so they compare with the server's ``rewardops_serve_score``.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 
 from rewardops_trainer.contract import EvalMetrics, SliceMetrics
+from rewardops_trainer.contract.report import SCORE_BUCKETS
 from rewardops_trainer.model import score
 from rewardops_trainer.train import PairSet
 
@@ -70,6 +74,19 @@ def pearson(x: torch.Tensor, y: torch.Tensor) -> float:
     return max(-1.0, min(1.0, float((x * y).sum()) / denominator))
 
 
+def score_counts(values: Iterable[float]) -> list[int]:
+    """How many ``values`` fall in each bucket of ``SCORE_BUCKETS`` plus the one above it.
+
+    A value equal to a bound counts in that bound's bucket (Prometheus ``le``). NaN counts
+    nowhere, as in a Prometheus histogram, whose buckets it never satisfies.
+    """
+    counts = [0] * (len(SCORE_BUCKETS) + 1)
+    for value in values:
+        if not math.isnan(value):
+            counts[bisect.bisect_left(SCORE_BUCKETS, value)] += 1
+    return counts
+
+
 def compute_metrics(
     chosen: torch.Tensor,
     rejected: torch.Tensor,
@@ -92,6 +109,7 @@ def compute_metrics(
             calibration_error=0.0,
             length_correlation=0.0,
             latency_ms_per_pair=0.0,
+            score_counts=score_counts(()),
         )
     diff = chosen.double() - rejected.double()
     correct = diff > 0
@@ -114,6 +132,7 @@ def compute_metrics(
         length_correlation=pearson(every, lengths),
         latency_ms_per_pair=max(0.0, seconds * 1000.0 / n),
         slices=slices,
+        score_counts=score_counts(every.tolist()),
     )
 
 

@@ -12,9 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ import torch
 
 from rewardops_trainer import __version__
 from rewardops_trainer.checkpoint import Checkpointer
+from rewardops_trainer.config_source import load_config
 from rewardops_trainer.contract import (
     RUN_CONFIG_ENV,
     Lineage,
@@ -35,7 +34,6 @@ from rewardops_trainer.contract import (
     TrainingSummary,
 )
 from rewardops_trainer.contract.report import MANIFEST_FILE, MODEL_DIR, REPORT_FILE
-from rewardops_trainer.errors import ConfigError
 from rewardops_trainer.evaluate import evaluate_model
 from rewardops_trainer.model import (
     directory_digest,
@@ -63,23 +61,7 @@ REJECTED_FILE = "rejected.jsonl"
 def load_run_config(source: str | None) -> RunConfig:
     """The run config from ``source`` (``-`` for stdin, an s3:// or file:// URI, or a path) or,
     when ``source`` is None, from the JSON in ``$REWARDOPS_RUN_CONFIG``."""
-    if source is None:
-        text = os.environ.get(RUN_CONFIG_ENV)
-        if not text:
-            raise ConfigError(f"no run config: pass --config or set {RUN_CONFIG_ENV}")
-        where = f"${RUN_CONFIG_ENV}"
-    elif source == "-":
-        text, where = sys.stdin.read(), "stdin"
-    else:
-        parent, _, name = source.rstrip("/").rpartition("/")
-        if not name:
-            raise ConfigError(f"--config {source!r} names no file")
-        with open_store(parent or ".").open_read(name) as stream:
-            text, where = stream.read().decode("utf-8"), source
-    try:
-        return RunConfig.model_validate_json(text)
-    except ValueError as error:
-        raise ConfigError(f"run config from {where}: {error}") from None
+    return load_config(RunConfig, source, env=RUN_CONFIG_ENV, what="run config")
 
 
 class StopFlag:

@@ -39,7 +39,6 @@ class FeedbackConfig(ContractModel):
         default=2000, ge=1, description="evaluate at most this many (a stable sample)"
     )
     max_length: int = Field(default=512, ge=8, le=32768, description="tokens per text")
-    batch_size: int = Field(default=32, ge=1, le=4096)
 
     @model_validator(mode="after")
     def _sane(self) -> FeedbackConfig:

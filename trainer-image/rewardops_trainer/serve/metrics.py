@@ -6,26 +6,10 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
+from rewardops_trainer.contract.report import SCORE_BUCKETS
+
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
-# Rewards are unnormalised logits; a symmetric spread around 0 shows drift and saturation.
-_SCORE_BUCKETS = (
-    -20.0,
-    -10.0,
-    -5.0,
-    -3.0,
-    -2.0,
-    -1.0,
-    -0.5,
-    0.0,
-    0.5,
-    1.0,
-    2.0,
-    3.0,
-    5.0,
-    10.0,
-    20.0,
-)
 
 
 class ServeMetrics:
@@ -59,7 +43,8 @@ class ServeMetrics:
         self.scores = Histogram(
             "rewardops_serve_score",
             "Distribution of the rewards served",
-            buckets=_SCORE_BUCKETS,
+            # The report's buckets: live and offline score distributions compare bucket by bucket.
+            buckets=SCORE_BUCKETS,
             registry=self.registry,
         )
         self.model = Info("rewardops_serve_model", "The model being served", registry=self.registry)
