@@ -26,7 +26,12 @@ from rewardops_trainer.contract import (
 )
 from rewardops_trainer.errors import ConfigError, DataError
 from rewardops_trainer.evaluate import evaluate_model
-from rewardops_trainer.feedback import build_fresh_pairs, execute_feedback, sample_pairs
+from rewardops_trainer.feedback import (
+    build_fresh_pairs,
+    execute_feedback,
+    merge_pairs,
+    sample_pairs,
+)
 from rewardops_trainer.model import load_reward_model
 from rewardops_trainer.storage import open_store
 from rewardops_trainer.synthetic import generate_telemetry
@@ -97,15 +102,7 @@ def _all_window_pairs(sources: Path, tmp_path: Path) -> PairSet:
         pairs={"min_pairs": 1},
     )
     built = build_pairs(run, tmp_path / "all")
-    train, validation = read_pairs(built.train_path), read_pairs(built.validation_path)
-    return PairSet(
-        train.prompts + validation.prompts,
-        train.chosen + validation.chosen,
-        train.rejected + validation.rejected,
-        train.weights + validation.weights,
-        train.margins + validation.margins,
-        train.rules + validation.rules,
-    )
+    return merge_pairs(read_pairs(built.train_path), read_pairs(built.validation_path))
 
 
 def test_enough_pairs_scores_both_models_on_the_same_sample(sources: Path, tmp_path: Path) -> None:

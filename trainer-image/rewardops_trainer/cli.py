@@ -203,6 +203,21 @@ def serve(
     exit_on_error(start)
 
 
+#: Options of the commands that run as Jobs (train, feedback).
+work_dir_option = click.option(
+    "--work-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Scratch space for pairs and models (default: a temporary folder, removed after).",
+)
+progress_option = click.option(
+    "--progress/--no-progress",
+    default=True,
+    show_default=True,
+    help="Progress on a terminal, JSON log lines otherwise.",
+)
+
+
 # --- train (issue 4) -------------------------------------------------------------------------
 
 
@@ -214,18 +229,8 @@ def serve(
     help="Run config JSON: s3://bucket/key, file:///path, a path, or - for stdin "
     "(default: the JSON in $REWARDOPS_RUN_CONFIG, as the training Job passes it).",
 )
-@click.option(
-    "--work-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Scratch space for pairs and models (default: a temporary folder, removed after).",
-)
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    show_default=True,
-    help="A progress bar on a terminal, JSON log lines otherwise.",
-)
+@work_dir_option
+@progress_option
 def train(*, config_source: str | None, work_dir: Path | None, progress: bool) -> None:
     """Build pairs, fine-tune the reward model, evaluate it against the baseline and publish
     model/ and report.json under <outputUri>/<runId>/ (see docs/training.md).
@@ -259,18 +264,8 @@ def train(*, config_source: str | None, work_dir: Path | None, progress: bool) -
     help="Feedback config JSON: s3://bucket/key, file:///path, a path, or - for stdin "
     "(default: the JSON in $REWARDOPS_FEEDBACK_CONFIG, as the evaluation Job passes it).",
 )
-@click.option(
-    "--work-dir",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Scratch space for pairs and models (default: a temporary folder, removed after).",
-)
-@click.option(
-    "--progress/--no-progress",
-    default=True,
-    show_default=True,
-    help="Progress lines on a terminal, JSON log lines otherwise.",
-)
+@work_dir_option
+@progress_option
 def feedback(*, config_source: str | None, work_dir: Path | None, progress: bool) -> None:
     """Fresh-feedback evaluation after a promotion: do users agree with the promoted model
     more than with the previous one? (see docs/training.md)

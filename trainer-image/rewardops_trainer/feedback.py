@@ -80,7 +80,7 @@ def sample_pairs(pairs: PairSet, limit: int) -> PairSet:
     )
 
 
-def _merge(first: PairSet, second: PairSet) -> PairSet:
+def merge_pairs(first: PairSet, second: PairSet) -> PairSet:
     return PairSet(
         first.prompts + second.prompts,
         first.chosen + second.chosen,
@@ -143,7 +143,7 @@ def build_fresh_pairs(config: FeedbackConfig, out_dir: Path, *, progress: bool) 
         ):
             raise
         return FreshPairs(0, _NO_PAIRS, counts, str(written["inputDigest"]))
-    every = _merge(read_pairs(built.train_path), read_pairs(built.validation_path))
+    every = merge_pairs(read_pairs(built.train_path), read_pairs(built.validation_path))
     return FreshPairs(
         len(every), sample_pairs(every, config.max_pairs), built.counts, built.input_digest
     )
