@@ -167,14 +167,7 @@ def test_full_spec_reaches_the_job() -> None:
     pod = spec["template"]["spec"]
     main = container(job)
     assert main["image"] == "ghcr.io/rewardops/trainer:0.1.0"
-    assert main["command"] == [
-        "torchrun",
-        "--standalone",
-        "--nproc-per-node=2",
-        "--no-python",
-        "rewardops-trainer",
-        "train",
-    ]
+    assert main["command"] == ["rewardops-trainer", "launch", "--nproc-per-node=2", "train"]
     assert main["resources"] == {
         "requests": {"cpu": "8", "memory": "64Gi", "nvidia.com/gpu": "2"},
         "limits": {"memory": "64Gi", "nvidia.com/gpu": "2"},

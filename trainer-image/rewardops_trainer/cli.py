@@ -253,6 +253,28 @@ def train(*, config_source: str | None, work_dir: Path | None, progress: bool) -
     exit_on_error(start)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option(
+    "--nproc-per-node",
+    type=click.IntRange(1, 64),
+    required=True,
+    help="Processes to start, one per GPU.",
+)
+@click.argument("arguments", nargs=-1, required=True, type=click.UNPROCESSED)
+def launch(*, nproc_per_node: int, arguments: tuple[str, ...]) -> None:
+    """Run a trainer command (e.g. train) as one process per GPU of this node, for
+    data-parallel training: 'rewardops-trainer launch --nproc-per-node 4 train'.
+
+    Each process gets RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT, as under
+    'torchrun --standalone'. Unlike torchrun, the exit code is the ranks' own (a bad config
+    still exits 3), so the Job's podFailurePolicy works; when one rank fails the others are
+    stopped, and SIGTERM reaches every rank.
+    """
+    from rewardops_trainer.launch import launch as run_ranks
+
+    sys.exit(run_ranks(nproc_per_node, arguments))
+
+
 # --- feedback (issue 9) ----------------------------------------------------------------------
 
 

@@ -155,7 +155,10 @@ class TrainingSpec(ApiModel):
         description="model to fine-tune; default: the model now served",
     )
     gpus: int = Field(
-        default=1, ge=0, le=64, description="nvidia.com/gpu per Job; >1 uses torchrun"
+        default=1,
+        ge=0,
+        le=64,
+        description="nvidia.com/gpu per Job; >1 runs one data-parallel process per GPU",
     )
     resources: ResourceRequirements | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)

@@ -30,17 +30,11 @@ USER_ID = 1000
 
 
 def trainer_command(gpus: int) -> list[str]:
-    """``rewardops-trainer train``; with several GPUs, one process per GPU under torchrun."""
+    """``rewardops-trainer train``; with several GPUs, one process per GPU under the trainer's
+    own launcher, which (unlike torchrun) exits with the ranks' exit code, so the
+    podFailurePolicy still fails a bad config at once."""
     if gpus > 1:
-        # --no-python runs the console script itself, so no ``python -m`` entry is needed.
-        return [
-            "torchrun",
-            "--standalone",
-            f"--nproc-per-node={gpus}",
-            "--no-python",
-            "rewardops-trainer",
-            "train",
-        ]
+        return ["rewardops-trainer", "launch", f"--nproc-per-node={gpus}", "train"]
     return ["rewardops-trainer", "train"]
 
 
