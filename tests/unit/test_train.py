@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -11,12 +12,21 @@ import torch
 from rewardops_trainer.checkpoint import Checkpointer
 from rewardops_trainer.contract import Hyperparameters, LoraSettings
 from rewardops_trainer.evaluate import evaluate_model
-from rewardops_trainer.model import load_reward_model, save_reward_model
+from rewardops_trainer.model import (
+    collate,
+    encode,
+    load_reward_model,
+    padding_free_model,
+    padding_free_rewards,
+    rewards,
+    save_reward_model,
+)
 from rewardops_trainer.storage import open_store
 from rewardops_trainer.train import (
     PairSet,
     TrainingStopped,
     TrainOptions,
+    prepare_model,
     read_pairs,
     train_reward_model,
 )
@@ -175,3 +185,73 @@ def test_lora_trains_adapters_and_publishes_a_plain_model(
     save_reward_model(trained, tokenizer, tmp_path / "out")
     reloaded, _ = load_reward_model(tmp_path / "out")
     torch.testing.assert_close(reloaded.state_dict()[query], state[query])
+
+
+def _grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return grads
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["plain", "lora"])
+def test_padding_free_forward_equals_the_padded_one(
+    lora: bool, bert: Path, data: tuple[PairSet, PairSet]
+) -> None:
+    model, tokenizer = load_reward_model(bert)
+    hp = HP.model_copy(update={"lora": LoraSettings(rank=4, alpha=8) if lora else None})
+    prepared = prepare_model(model, hp).eval()
+    base = padding_free_model(prepared)
+    assert base is not None
+    pairs = data[0]
+    # Rows of many lengths, token types of prompt and response, in no particular order.
+    encoded = encode(tokenizer, pairs.prompts[:12], pairs.rejected[:12], max_length=64)
+    rows = [5, 0, 11, 3, 7, 1, 9]
+    assert len({len(encoded.input_ids[i]) for i in rows}) > 3
+
+    padded = rewards(prepared, collate(encoded, rows, int(tokenizer.pad_token_id), "cpu"))
+    (padded * torch.arange(1.0, 8.0)).sum().backward()  # type: ignore[no-untyped-call]
+    expected = _grads(prepared)
+    free = padding_free_rewards(base, encoded, rows, "cpu")
+    (free * torch.arange(1.0, 8.0)).sum().backward()  # type: ignore[no-untyped-call]
+    actual = _grads(prepared)
+
+    torch.testing.assert_close(free, padded, rtol=1e-5, atol=1e-6)
+    assert set(actual) == set(expected)
+    for name, value in expected.items():
+        if name.endswith("key.bias"):
+            continue  # its true gradient is zero (softmax ignores a shift shared by all keys)
+        torch.testing.assert_close(actual[name], value, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_training_without_padding_matches_padded_training(
+    bert: Path, data: tuple[PairSet, PairSet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rewardops_trainer.train as train_module
+
+    calls: list[int] = []
+
+    def counted(*args: Any) -> torch.Tensor:
+        calls.append(1)
+        return padding_free_rewards(*args)
+
+    monkeypatch.setattr(train_module, "padding_free_rewards", counted)
+    hp = HP.model_copy(update={"max_steps": 3})
+    states = []
+    for free in (True, False):
+        if not free:
+            monkeypatch.setattr(train_module, "padding_free_model", lambda _: None)
+        model, tokenizer = load_reward_model(bert)
+        trained, _ = train_reward_model(_without_dropout(model), tokenizer, data[0], hp)  # type: ignore[arg-type]
+        states.append(_state(trained))
+        assert len(calls) == 3  # one forward per step on the padding-free run, none after
+    for name, value in states[0].items():
+        torch.testing.assert_close(states[1][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_only_plain_bert_classifiers_run_padding_free(tmp_path: Path) -> None:
+    gpt2, _ = load_reward_model(make_tiny_gpt2(tmp_path / "gpt2"))
+    assert padding_free_model(gpt2) is None
+    bert, _ = load_reward_model(make_tiny_bert(tmp_path / "bert"))
+    assert padding_free_model(bert) is bert
+    bert.config.is_decoder = True
+    assert padding_free_model(bert) is None

@@ -4,14 +4,14 @@ Loss per pair: ``-logsigmoid(r_chosen - r_rejected - margin) * weight``, average
 an optimizer step, plus an optional reward-centering term ``coef * mean((r_c + r_r)^2)``.
 
 The loop: chosen and rejected texts of a micro-batch go through one forward pass; batches are
-padded only to their longest row and grouped by length so little padding is computed; gradient
-accumulation splits an optimizer step (``batchSize`` pairs) into micro-batches; linear warmup
-then linear decay; gradient clipping. Every step reseeds torch from (seed, step) and the batch
-order depends only on (seed, epoch), so a resumed run takes exactly the path of an
-uninterrupted one. CUDA runs under bf16 autocast; CPU stays fp32 (bf16 autocast was about 20x
-slower on AVX2-only CPUs). Launched by ``torchrun`` with WORLD_SIZE > 1, each rank takes its
-share of every step and DDP averages gradients (written for GPU Jobs; not exercised by the
-CPU-only tests).
+grouped by length; BERT-style encoders run without padding (``model.padding_free_rewards``),
+other models padded only to the batch's longest row; gradient accumulation splits an optimizer
+step (``batchSize`` pairs) into micro-batches; linear warmup then linear decay; gradient
+clipping. Every step reseeds torch from (seed, step) and the batch order depends only on
+(seed, epoch), so a resumed run takes exactly the path of an uninterrupted one. CUDA runs under
+bf16 autocast; CPU stays fp32 (bf16 autocast was about 20x slower on AVX2-only CPUs). With
+WORLD_SIZE > 1 (``rewardops-trainer launch``) each rank takes its share of every step and DDP
+averages gradients, through the padded forward.
 """
 
 from __future__ import annotations
@@ -33,7 +33,13 @@ import torch.nn.functional as F
 
 from rewardops_trainer.contract import Hyperparameters
 from rewardops_trainer.errors import DataError
-from rewardops_trainer.model import collate, encode, rewards
+from rewardops_trainer.model import (
+    collate,
+    encode,
+    padding_free_model,
+    padding_free_rewards,
+    rewards,
+)
 from rewardops_trainer.progress import Progress
 
 if TYPE_CHECKING:
@@ -296,6 +302,11 @@ def train_reward_model(
         torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     )
     pad = int(tokenizer.pad_token_id)
+    # DDP must see its own forward, and checkpointing lives in the transformers layers: both
+    # keep the padded forward.
+    unpadded = (
+        padding_free_model(prepared) if dist.world == 1 and not hp.gradient_checkpointing else None
+    )
     params = [p for p in prepared.parameters() if p.requires_grad]
     plans: dict[int, list[list[int]]] = {}
     processed = 0
@@ -324,7 +335,10 @@ def train_reward_model(
                 context = nullcontext() if sync else trainer.no_sync()  # type: ignore[operator]
                 with context, autocast:
                     rows = chunk + [i + n for i in chunk]
-                    values = rewards(trainer, collate(both, rows, pad, device)).float()
+                    if unpadded is not None:
+                        values = padding_free_rewards(unpadded, both, rows, device).float()
+                    else:
+                        values = rewards(trainer, collate(both, rows, pad, device)).float()
                     index = torch.tensor(chunk)
                     loss = pairwise_loss(
                         values[: len(chunk)],
