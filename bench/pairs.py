@@ -5,9 +5,10 @@
 
 Generates synthetic telemetry (4 objects, half gzip) into --data (default: a folder under the
 system temp dir, kept for the next run), then runs each measurement in its own subprocess so
-that its peak RSS (from os.wait4) is its own: the bare parse of the big set, the pair builder on
-a set a tenth the size, and the pair builder on the big set. Prints events/s, peak RSS, the
-ratio to the bare parse rate, CPU time per line and whether each target holds.
+that its peak RSS (from os.wait4) is its own: the bare parse of the big set with json.loads and
+with msgspec (the builder's parser), the pair builder on a set a tenth the size, and the pair
+builder on the big set. Prints events/s, peak RSS, the ratio to each bare parse rate (the target
+is against json.loads), CPU time per line and whether each target holds.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -46,7 +48,7 @@ def _generate(directory: Path, events: int) -> None:
     )
 
 
-def _measure_bare(directory: Path) -> dict[str, float]:
+def _measure_bare(directory: Path, parse: Callable[[bytes], object]) -> dict[str, float]:
     from rewardops_trainer.storage import open_store
     from rewardops_trainer.telemetry.events_reader import iter_lines, telemetry_objects
 
@@ -56,9 +58,21 @@ def _measure_bare(directory: Path) -> dict[str, float]:
     for info in telemetry_objects(store):
         for _, line in iter_lines(store, info.key):
             with contextlib.suppress(ValueError):
-                json.loads(line)
+                parse(line)
             lines += 1
     return {"lines": lines, "seconds": time.perf_counter() - began}
+
+
+def _measure_bare_json(directory: Path) -> dict[str, float]:
+    return _measure_bare(directory, json.loads)
+
+
+def _measure_bare_msgspec(directory: Path) -> dict[str, float]:
+    # The builder's parser, untyped (dicts and lists, no validation), like json.loads.
+    # Its errors (msgspec.DecodeError) are ValueErrors.
+    import msgspec
+
+    return _measure_bare(directory, msgspec.json.decode)
 
 
 def _measure_build(directory: Path) -> dict[str, float]:
@@ -114,21 +128,27 @@ def _child(kind: str, directory: Path) -> dict[str, float]:
     return result
 
 
+MEASURES: dict[str, Callable[[Path], dict[str, float]]] = {
+    "bare": _measure_bare_json,
+    "bare-msgspec": _measure_bare_msgspec,
+    "build": _measure_build,
+}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument(
         "--data", type=Path, default=Path(tempfile.gettempdir()) / "rewardops-bench"
     )
-    parser.add_argument("--measure", choices=["bare", "build"], help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=sorted(MEASURES), help=argparse.SUPPRESS)
     parser.add_argument("--generate", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.generate:
         _generate(args.data, args.generate)
         return
     if args.measure:
-        measure = _measure_bare if args.measure == "bare" else _measure_build
-        print(json.dumps(measure(args.data)))
+        print(json.dumps(MEASURES[args.measure](args.data)))
         return
 
     began = time.perf_counter()
@@ -142,9 +162,11 @@ def main() -> None:
     generated = time.perf_counter() - began
 
     bare = _child("bare", big)
+    bare_msgspec = _child("bare-msgspec", big)
     build_small = _child("build", small)
     build_big = _child("build", big)
     bare_rate = bare["lines"] / bare["seconds"]
+    msgspec_rate = bare_msgspec["lines"] / bare_msgspec["seconds"]
     rate = build_big["lines"] / build_big["seconds"]
     ratio = rate / bare_rate
     mib = 1 << 20
@@ -152,6 +174,10 @@ def main() -> None:
     print(
         f"bare json.loads parse : {bare_rate:>10,.0f} lines/s   "
         f"peak RSS {bare['peak_rss'] / mib:7.1f} MiB"
+    )
+    print(
+        f"bare msgspec parse    : {msgspec_rate:>10,.0f} lines/s   "
+        f"peak RSS {bare_msgspec['peak_rss'] / mib:7.1f} MiB  (the builder's parser)"
     )
     print(
         f"pair builder {build_small['lines']:>9,.0f}: "
@@ -162,25 +188,29 @@ def main() -> None:
         f"pair builder {build_big['lines']:>9,.0f}: {rate:>10,.0f} events/s  "
         f"peak RSS {build_big['peak_rss'] / mib:7.1f} MiB  ({build_big['pairs']:,.0f} pairs)"
     )
-    processes = build_big["workers"] + (1 if build_big["workers"] > 1 else 0)
-    total_bound = processes * build_big["peak_rss"]
+    # The builder's own process works beside its helpers: workers counts it.
+    total_bound = build_big["workers"] * build_big["peak_rss"]
     print(
-        f"  ({build_big['workers']:.0f} worker process(es); peak RSS is the largest process; "
+        f"  ({build_big['workers']:.0f} process(es) at work; peak RSS is the largest process; "
         f"all together at most {total_bound / mib:.0f} MiB)"
     )
     print(f"load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     micro = 1e6
     print(
-        f"CPU time per line: bare parse {bare['cpu'] / bare['lines'] * micro:.1f} us, "
+        f"CPU time per line: bare json.loads {bare['cpu'] / bare['lines'] * micro:.1f} us, "
+        f"bare msgspec {bare_msgspec['cpu'] / bare_msgspec['lines'] * micro:.1f} us, "
         f"pair builder {build_big['cpu'] / build_big['lines'] * micro:.1f} us "
         f"(all processes; {build_big['cpu'] / build_big['seconds']:.2f} CPUs busy on average)"
     )
     growth = build_big["peak_rss"] / build_small["peak_rss"]
-    print(f"builder / bare parse rate: {ratio:.2f} (target >= {TARGET_RATIO:.2f})")
+    # The target is stated against the standard library's parser, the baseline the issue set;
+    # the builder's own parser (msgspec) is shown too, so neither ratio flatters.
+    print(f"builder / bare json.loads rate: {ratio:.2f} (target >= {TARGET_RATIO:.2f})")
+    print(f"builder / bare msgspec rate: {rate / msgspec_rate:.2f}")
     print(f"peak RSS growth for 10x the events: {growth:.2f}x (target: far below 10x)")
     checks = {
         f"events/s >= {TARGET_RATE:,}": rate >= TARGET_RATE,
-        "rate >= 1/3 of bare parse": ratio >= TARGET_RATIO,
+        "rate >= 1/3 of bare json.loads parse": ratio >= TARGET_RATIO,
         "peak RSS < 1 GiB (all processes together)": total_bound < TARGET_RSS,
         "RSS not proportional to input": growth < 2.0,
     }

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from rewardops_trainer.contract import PairSettings, RunConfig
@@ -25,7 +27,8 @@ from rewardops_trainer.synthetic import (
     hidden_quality,
 )
 from rewardops_trainer.telemetry import PairsResult, build_pairs
-from rewardops_trainer.telemetry.pipeline import _gc_paused, partition_count
+from rewardops_trainer.telemetry.pipeline import _gc_paused, pair_line, partition_count
+from rewardops_trainer.telemetry.rules import Pair
 from rewardops_trainer.telemetry.split import split_of
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -258,6 +261,51 @@ def test_window_is_half_open(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["events"]["outsideWindow"] == 2
     assert result.counts.events_without_consent == 1
+
+
+def test_a_timestamp_rounded_onto_a_bound_is_placed_as_the_model_places_it(
+    tmp_path: Path,
+) -> None:
+    # msgspec rounds a 7th fractional digit onto the bound; pydantic truncates it, which
+    # puts the first event just before END (in) and the second just before START (out).
+    telemetry = write(
+        tmp_path / "t",
+        [
+            json.dumps(event(1, timestamp="2026-01-07T23:59:59.9999999Z")),
+            json.dumps(event(2, timestamp="2025-12-31T23:59:59.9999999Z")),
+        ],
+    )
+    result = build_pairs(config(telemetry, pairs=PairSettings(min_pairs=1)), tmp_path / "o")
+    prompts = [r["prompt_id"] for r in rows(result.train_path) + rows(result.validation_path)]
+    assert prompts == ["p-1"]
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["events"]["outsideWindow"] == 1
+
+
+def test_integers_past_64_bits_go_through_the_spill(tmp_path: Path) -> None:
+    # The model accepts any dwell_ms; msgpack holds 64 bits, so such rows are spilled as JSON.
+    long_dwell = {"correction": None, "prompt_id": "p", "prompt": "q"}
+    telemetry = write(
+        tmp_path / "t",
+        [
+            json.dumps(event(1, dwell_ms=10**30, **long_dwell)),
+            json.dumps(event(2, dwell_ms=10**30 - 10**6, **long_dwell)),
+        ],
+    )
+    result = build_pairs(config(telemetry, pairs=PairSettings(min_pairs=1)), tmp_path / "o")
+    assert [(r["chosen"], r["rejected"], r["rule"]) for r in rows(result.train_path)] + [
+        (r["chosen"], r["rejected"], r["rule"]) for r in rows(result.validation_path)
+    ] == [("answer 1", "answer 2", "implicit")]
+
+
+texts = st.text(max_size=40)
+numbers = st.floats() | st.sampled_from([0.0, -0.0, 1e-7, 1e22, 0.1 + 0.2])
+
+
+@given(st.builds(Pair, texts, texts, texts, texts, numbers, numbers, texts))
+def test_a_pair_line_is_json_dumps_of_its_row(pair: Pair) -> None:
+    expected = json.dumps(pair.to_row(), ensure_ascii=False) + "\n"
+    assert pair_line(pair) == expected.encode()
 
 
 def test_too_many_rejects_fail_with_the_first_bad_line(tmp_path: Path) -> None:

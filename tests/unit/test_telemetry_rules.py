@@ -1,5 +1,5 @@
-"""Every pair rule, its weight and margin, and the per-prompt filters (dedup, identical,
-length, cap) with the rules' priority."""
+"""Every pair rule, its weight and margin, the per-prompt filters (dedup, identical,
+length, cap) with the rules' priority, and the counting shortcut past the cap."""
 
 from __future__ import annotations
 
@@ -7,12 +7,17 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from rewardops_trainer.telemetry.rules import (
     RULE_NAMES,
+    RULES,
+    Group,
     Interaction,
     Pair,
     RuleSettings,
+    _normal,
     select_pairs,
 )
 
@@ -193,3 +198,63 @@ def test_pair_rows_are_trl_shaped() -> None:
         "rule": "correction",
         "prompt_id": "p-1",
     }
+
+
+responses = st.sampled_from(["r-0", "r-1", "r-2", "r-3", "r-4"])
+interactions = st.builds(
+    Interaction,
+    order=st.integers(0, 100),
+    prompt_id=st.just("p-1"),
+    prompt=st.just("the question"),
+    session_id=st.sampled_from(["s-0", "s-1", "s-2"]),
+    response_id=responses,
+    response=st.sampled_from([GOOD, BAD, MID, ""]),
+    thumb=st.sampled_from([None, "up", "down"]),
+    rating=st.none() | st.integers(1, 5),
+    other_response_id=st.none() | responses,
+    other_response=st.none() | st.sampled_from([GOOD, BAD]),
+    choice=st.sampled_from([None, "this", "other"]),
+    correction=st.sampled_from([None, "", " ", GOOD]),
+    regenerated=st.booleans(),
+    accepted=st.booleans(),
+    # Few distinct values, so that dwell gaps often equal the threshold exactly.
+    dwell_ms=st.none() | st.sampled_from([0, 5_000, 10_000, 15_000, 30_000]),
+    copied=st.booleans(),
+    reported_wrong=st.booleans(),
+)
+rule_settings = st.builds(
+    RuleSettings,
+    max_pairs_per_prompt=st.integers(1, 8),
+    max_text_chars=st.just(200),
+    dwell_threshold_ms=st.sampled_from([-5_000, 0, 5_000, 10_000]),
+    rating_gap=st.sampled_from([-1.0, 0.0, 0.5, 2.0, 4.0]),
+)
+
+
+@given(st.lists(interactions, min_size=1, max_size=12), rule_settings)
+# Dwell gaps exactly at the threshold, either way, with and without a copy.
+@example(
+    [ix(GOOD, dwell_ms=0, copied=True), ix(BAD, dwell_ms=5_000)],
+    RuleSettings(max_pairs_per_prompt=8, max_text_chars=200, dwell_threshold_ms=5_000),
+)
+@example(
+    [ix(GOOD, dwell_ms=5_000, copied=True), ix(BAD, dwell_ms=0, copied=True)],
+    RuleSettings(max_pairs_per_prompt=8, max_text_chars=200, dwell_threshold_ms=5_000),
+)
+@example(
+    [ix(GOOD, dwell_ms=0), ix(BAD, dwell_ms=0), ix(MID, dwell_ms=0, copied=True)],
+    RuleSettings(max_pairs_per_prompt=8, max_text_chars=200, dwell_threshold_ms=0),
+)
+def test_each_rule_counts_what_it_would_build(
+    events: list[Interaction], settings: RuleSettings
+) -> None:
+    # Once a prompt's cap is full, a rule's candidates are counted, not built: both ways
+    # must agree, or the manifest's candidate and over-cap counts would drift.
+    group = Group.of(events)
+    for rule, build, count in RULES:
+        assert count(group, settings) == len(build(group, settings)), rule.name
+
+
+@given(st.text(alphabet=st.characters(categories=["L", "Z", "Cc"]), max_size=30))
+def test_folding_whitespace_keeps_folded_texts_as_they_are(text: str) -> None:
+    assert _normal(text, {}) == " ".join(text.split())

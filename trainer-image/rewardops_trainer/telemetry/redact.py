@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Callable
+from functools import partial
 
 KINDS = ("secret", "email", "card", "ip", "phone")
 PLACEHOLDER = {kind: f"[{kind.upper()}]" for kind in KINDS}
@@ -45,7 +45,8 @@ _NUMERIC = re.compile(
     r"|\d{3}[.-]\d{3}[.-]\d{4}"
     r")(?!\w)))"
 )
-_DIGIT_DOT_DIGIT = re.compile(r"[0-9]\.[0-9]")
+_DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")
+_ASCII_DIGITS = b"0123456789"
 _IPV6 = re.compile(
     rf"(?<![:\w])(?:{_HEX}:){{7}}{_HEX}(?![:\w])"
     rf"|(?<![:\w])(?:{_HEX}:){{1,6}}:(?:{_HEX}(?::{_HEX}){{0,5}})?(?![:\w])"
@@ -56,7 +57,7 @@ def luhn_valid(digits: str) -> bool:
     """The Luhn checksum that every payment card number satisfies."""
     total = 0
     for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
+        value = int(char)  # any Unicode decimal digit, as \d matched it
         if index % 2 == 1:
             value *= 2
             if value > 9:
@@ -67,63 +68,93 @@ def luhn_valid(digits: str) -> bool:
 
 def redact_text(text: str) -> tuple[str, Counter[str]]:
     """``text`` with every PII/secret match replaced, and how many of each kind were found."""
-    found: Counter[str] = Counter()
+    redacted, found = _redact(text)
+    return redacted, found if found is not None else Counter()
 
-    def fixed(kind: str) -> Callable[[re.Match[str]], str]:
-        def replace(match: re.Match[str]) -> str:
-            found[kind] += 1
-            return PLACEHOLDER[kind]
 
-        return replace
+def _replace_fixed(found: dict[str, int], kind: str, match: re.Match[str]) -> str:
+    found[kind] = found.get(kind, 0) + 1
+    return PLACEHOLDER[kind]
 
-    def numeric(match: re.Match[str]) -> str:
-        kind = match.lastgroup
-        assert kind is not None
-        if kind == "card" and not luhn_valid(re.sub(r"\D", "", match.group())):
-            return match.group()
-        found[kind] += 1
-        return PLACEHOLDER[kind]
 
+def _replace_numeric(found: dict[str, int], match: re.Match[str]) -> str:
+    kind = match.lastgroup
+    assert kind is not None
+    if kind == "card" and not luhn_valid(re.sub(r"\D", "", match.group())):
+        return match.group()
+    found[kind] = found.get(kind, 0) + 1
+    return PLACEHOLDER[kind]
+
+
+def _has_hint(text: str, hints: tuple[str, ...]) -> bool:
+    lowered = text.lower()
+    return any(hint in lowered for hint in hints)
+
+
+def _redact(text: str) -> tuple[str, Counter[str] | None]:
+    """:func:`redact_text`, with None for nothing found: most texts, and a Counter costs."""
+    found: dict[str, int] = {}
     # Secrets first: their values may hold digits or an @ that other patterns would split.
-    # Cheap tests gate each family, so most texts never reach a regular expression.
-    if max(map(len, text.split()), default=0) >= 14:
-        lowered = text.lower()
-        if any(hint in lowered for hint in _TOKEN_HINTS):
-            text = _TOKEN.sub(fixed("secret"), text)
-    if "=" in text or ":" in text:
-        lowered = text.lower()
-        if any(hint in lowered for hint in _ASSIGNED_HINTS):
-            text = _ASSIGNED.sub(fixed("secret"), text)
+    # Cheap tests gate each family, so most texts never reach a regular expression. Every
+    # token pattern needs a "-", a "_", "AKIA" or "AIza", which is cheaper to look for than
+    # the long word it also needs.
+    if (
+        ("-" in text or "_" in text or "AKIA" in text or "AIza" in text)
+        and max(map(len, text.split()), default=0) >= 14
+        and _has_hint(text, _TOKEN_HINTS)
+    ):
+        text = _TOKEN.sub(partial(_replace_fixed, found, "secret"), text)
+    if _has_hint(text, _ASSIGNED_HINTS) and (
+        "=" in text or ":" in text or "bearer" in text.lower()
+    ):
+        text = _ASSIGNED.sub(partial(_replace_fixed, found, "secret"), text)
     if "@" in text:
-        text = _EMAIL.sub(fixed("email"), text)
+        text = _EMAIL.sub(partial(_replace_fixed, found, "email"), text)
     # A phone number has at least 6 digits, a card 13; an IPv4 address 4 and a digit-dot-digit.
-    digits = sum(map(text.count, "0123456789"))
+    # In ASCII text the digits are counted in one C pass over the bytes (str.count took ten).
+    if text.isascii():
+        encoded = text.encode("ascii")
+        digits = len(encoded) - len(encoded.translate(None, _ASCII_DIGITS))
+    else:
+        # \d matches every Unicode decimal digit (e.g. Arabic-Indic); so must the count.
+        digits = sum(char.isdecimal() for char in text)
     if digits >= 6 or (digits >= 4 and _DIGIT_DOT_DIGIT.search(text)):
-        text = _NUMERIC.sub(numeric, text)
+        text = _NUMERIC.sub(partial(_replace_numeric, found), text)
     if "::" in text or text.count(":") >= 7:
-        text = _IPV6.sub(fixed("ip"), text)
-    return text, found
+        text = _IPV6.sub(partial(_replace_fixed, found, "ip"), text)
+    return text, Counter(found) if found else None
 
 
 class Redactor:
-    """Caching redactor that keeps running counts of what it replaced."""
+    """Caching redactor that keeps running counts of what it replaced.
+
+    Most texts hold nothing to redact and repeat: they go into :attr:`clean`, which a hot
+    loop may test before calling (``text if text in redact.clean else redact(text)``).
+    """
 
     def __init__(self, cache_size: int = 200_000) -> None:
         self.counts: Counter[str] = Counter()
-        self._cache: dict[str, tuple[str, Counter[str] | None]] = {}
+        #: texts known to hold nothing to redact
+        self.clean: set[str] = set()
+        #: text -> (redacted text, kinds found) for the others
+        self._found: dict[str, tuple[str, Counter[str]]] = {}
         self._cache_size = cache_size
 
     def __call__(self, text: str) -> str:
-        hit = self._cache.get(text)
+        if text in self.clean:
+            return text
+        hit = self._found.get(text)
         if hit is None:
-            redacted, found = redact_text(text)
-            hit = (redacted, found or None)
-            if len(self._cache) >= self._cache_size:
+            redacted, found = _redact(text)
+            if len(self.clean) + len(self._found) >= self._cache_size:
                 # Cheap bound on memory: start over rather than track recency.
-                self._cache.clear()
-            self._cache[text] = hit
-        if hit[1] is not None:
-            self.counts.update(hit[1])
+                self.clean.clear()
+                self._found.clear()
+            if found is None:
+                self.clean.add(text)
+                return text
+            hit = self._found[text] = (redacted, found)
+        self.counts.update(hit[1])
         return hit[0]
 
     @property

@@ -9,8 +9,8 @@ most ``max_pairs_per_prompt`` are kept, highest-priority rules first.
 from __future__ import annotations
 
 import zlib
-from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Iterator, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -82,149 +82,224 @@ class RuleSettings:
     rating_gap: float = 2.0
 
 
-@dataclass(frozen=True)
-class Group:
-    """One prompt's events with what several rules share, computed once."""
+class Group(NamedTuple):
+    """One prompt's events, gathered in a single pass into what the rules read.
 
-    events: Sequence[Interaction]
+    One walk serves all seven rules, and a rule whose signal is absent (most of them, for
+    most prompts) finds an empty collection. Insertion orders are those of the events, so
+    candidates come out in event order.
+    """
+
     #: response id -> text (the first seen)
     texts: dict[str, str]
     #: response id -> thumbs up minus thumbs down
-    votes: Counter[str]
+    votes: dict[str, int]
     #: responses with any complaint: reported, regenerated, corrected, rated <= 2, net
     #: thumbs-down, or lost a comparison
     complained: set[str]
+    comparisons: list[Candidate]
+    corrections: list[Candidate]
+    #: responses reported wrong
+    reported: set[str]
+    #: response id -> its ratings
+    ratings: dict[str, list[int]]
+    #: session id -> responses accepted / regenerated in it
+    accepted: dict[str, set[str]]
+    regenerated: dict[str, set[str]]
+    #: response id -> longest dwell
+    dwell: dict[str, int]
+    copied: set[str]
 
     @classmethod
     def of(cls, events: Sequence[Interaction]) -> Group:
         texts: dict[str, str] = {}
-        votes: Counter[str] = Counter()
+        votes: dict[str, int] = {}
         complained: set[str] = set()
+        comparisons: list[Candidate] = []
+        corrections: list[Candidate] = []
+        reported: set[str] = set()
+        ratings: dict[str, list[int]] = {}
+        accepted: dict[str, set[str]] = {}
+        regenerated: dict[str, set[str]] = {}
+        dwell: dict[str, int] = {}
+        copied: set[str] = set()
         # Unpacked once per event: this runs for every event of every prompt.
         for (
             _order,
             _prompt_id,
             _prompt,
-            _session,
+            session,
             rid,
             response,
             thumb,
             rating,
             other_id,
-            _other,
+            other,
             choice,
             correction,
-            regenerated,
-            _accepted,
-            _dwell,
-            _copied,
-            reported,
+            was_regenerated,
+            was_accepted,
+            dwell_ms,
+            was_copied,
+            was_reported,
         ) in events:
             if rid not in texts:
                 texts[rid] = response
-            if thumb == "up":
-                votes[rid] += 1
-            elif thumb == "down":
-                votes[rid] -= 1
-            if (
-                reported
-                or regenerated
-                or correction
-                or (rating is not None and rating <= 2)
-                or choice == "other"
-            ):
+            if thumb is not None:
+                if thumb == "up":
+                    votes[rid] = votes.get(rid, 0) + 1
+                elif thumb == "down":
+                    votes[rid] = votes.get(rid, 0) - 1
+            if other is not None:
+                comparisons.append(
+                    (response, other, 1.0) if choice == "this" else (other, response, 1.0)
+                )
+            if choice == "other":
                 complained.add(rid)
-            if choice == "this" and other_id:
+            elif choice == "this" and other_id:
                 complained.add(other_id)
+            if correction:
+                complained.add(rid)
+                if correction.strip():
+                    corrections.append((correction, response, 1.0))
+            if rating is not None:
+                if rating <= 2:
+                    complained.add(rid)
+                if rid in ratings:
+                    ratings[rid].append(rating)
+                else:
+                    ratings[rid] = [rating]
+            if was_regenerated:
+                complained.add(rid)
+                regenerated.setdefault(session, set()).add(rid)
+            elif was_accepted:
+                accepted.setdefault(session, set()).add(rid)
+            if dwell_ms is not None:
+                dwell[rid] = max(dwell.get(rid, 0), dwell_ms)
+            if was_copied:
+                copied.add(rid)
+            if was_reported:
+                complained.add(rid)
+                reported.add(rid)
         complained.update(rid for rid, net in votes.items() if net < 0)
-        return cls(events, texts, votes, complained)
+        # tuple.__new__: the named tuple's own __new__ is a Python call, once per prompt.
+        return tuple.__new__(
+            cls,
+            (
+                texts,
+                votes,
+                complained,
+                comparisons,
+                corrections,
+                reported,
+                ratings,
+                accepted,
+                regenerated,
+                dwell,
+                copied,
+            ),
+        )
+
+
+# Each rule comes with a function counting its candidates without building them: once a
+# prompt's cap is full, later rules only add to counts, and on a hot prompt (hundreds of
+# events) thumbs, reported_wrong and implicit have thousands of candidates.
 
 
 def comparison(group: Group, settings: RuleSettings) -> list[Candidate]:
-    out: list[Candidate] = []
-    for event in group.events:
-        if event.other_response is None:
-            continue
-        if event.choice == "this":
-            out.append((event.response, event.other_response, 1.0))
-        else:
-            out.append((event.other_response, event.response, 1.0))
-    return out
+    return group.comparisons
+
+
+def count_comparison(group: Group, settings: RuleSettings) -> int:
+    return len(group.comparisons)
 
 
 def correction(group: Group, settings: RuleSettings) -> list[Candidate]:
-    return [
-        (e.correction, e.response, 1.0)
-        for e in group.events
-        if e.correction and e.correction.strip()
+    return group.corrections
+
+
+def count_correction(group: Group, settings: RuleSettings) -> int:
+    return len(group.corrections)
+
+
+def _thumbed(group: Group) -> tuple[list[str], list[str]]:
+    """(net thumbs-up responses, net thumbs-down responses)."""
+    votes = group.votes
+    return [rid for rid, net in votes.items() if net > 0], [
+        rid for rid, net in votes.items() if net < 0
     ]
 
 
 def thumbs(group: Group, settings: RuleSettings) -> list[Candidate]:
-    texts, votes = group.texts, group.votes
-    ups = [rid for rid, net in votes.items() if net > 0]
-    downs = [rid for rid, net in votes.items() if net < 0]
+    if not group.votes:
+        return []
+    texts = group.texts
+    ups, downs = _thumbed(group)
     return [(texts[up], texts[down], 0.5) for up in ups for down in downs]
 
 
+def count_thumbs(group: Group, settings: RuleSettings) -> int:
+    ups, downs = _thumbed(group)
+    return len(ups) * len(downs)
+
+
+def _clean(group: Group) -> list[str]:
+    # Only a response nobody complained about in any way beats a reported one.
+    return [rid for rid in group.texts if rid not in group.complained]
+
+
 def reported_wrong(group: Group, settings: RuleSettings) -> list[Candidate]:
-    texts = group.texts
-    reported = {e.response_id for e in group.events if e.reported_wrong}
+    texts, reported = group.texts, group.reported
     if not reported:
         return []
-    # Only a response nobody complained about in any way beats a reported one.
-    clean = [rid for rid in texts if rid not in group.complained]
-    return [(texts[good], texts[bad], 0.5) for good in clean for bad in sorted(reported)]
+    return [(texts[good], texts[bad], 0.5) for good in _clean(group) for bad in sorted(reported)]
+
+
+def count_reported_wrong(group: Group, settings: RuleSettings) -> int:
+    return len(_clean(group)) * len(group.reported) if group.reported else 0
+
+
+def _rating_gaps(group: Group, settings: RuleSettings) -> Iterator[tuple[str, str, float]]:
+    """(better, worse, mean-rating gap) for every pair of responses far enough apart."""
+    means = {rid: sum(values) / len(values) for rid, values in group.ratings.items()}
+    for a, mean_a in means.items():
+        for b, mean_b in means.items():
+            if mean_a - mean_b >= settings.rating_gap:
+                yield a, b, mean_a - mean_b
 
 
 def rating(group: Group, settings: RuleSettings) -> list[Candidate]:
     texts = group.texts
-    ratings: defaultdict[str, list[int]] = defaultdict(list)
-    for event in group.events:
-        if event.rating is not None:
-            ratings[event.response_id].append(event.rating)
-    means = {rid: sum(values) / len(values) for rid, values in ratings.items()}
-    return [
-        (texts[a], texts[b], min(1.0, (means[a] - means[b]) / 4))
-        for a in means
-        for b in means
-        if means[a] - means[b] >= settings.rating_gap
-    ]
+    return [(texts[a], texts[b], min(1.0, gap / 4)) for a, b, gap in _rating_gaps(group, settings)]
+
+
+def count_rating(group: Group, settings: RuleSettings) -> int:
+    return sum(1 for _ in _rating_gaps(group, settings))
+
+
+def _regenerations(group: Group) -> Iterator[tuple[str, str]]:
+    """(accepted, regenerated) response pairs of the same session."""
+    regenerated = group.regenerated
+    for session, goods in group.accepted.items():
+        for good in sorted(goods):
+            for bad in sorted(regenerated.get(session, ())):
+                if good != bad:
+                    yield good, bad
 
 
 def regeneration(group: Group, settings: RuleSettings) -> list[Candidate]:
     texts = group.texts
-    accepted: defaultdict[str, set[str]] = defaultdict(set)
-    regenerated: defaultdict[str, set[str]] = defaultdict(set)
-    for event in group.events:
-        if event.regenerated:
-            regenerated[event.session_id].add(event.response_id)
-        elif event.accepted:
-            accepted[event.session_id].add(event.response_id)
-    return [
-        (texts[good], texts[bad], 0.3)
-        for session, goods in accepted.items()
-        for good in sorted(goods)
-        for bad in sorted(regenerated.get(session, ()))
-        if good != bad
-    ]
+    return [(texts[good], texts[bad], 0.3) for good, bad in _regenerations(group)]
 
 
-def implicit(group: Group, settings: RuleSettings) -> list[Candidate]:
-    texts = group.texts
-    dwell: dict[str, int] = {}
-    copied: set[str] = set()
-    reported: set[str] = set()
-    for event in group.events:
-        rid, dwell_ms = event.response_id, event.dwell_ms
-        if dwell_ms is not None:
-            dwell[rid] = max(dwell.get(rid, 0), dwell_ms)
-        if event.copied:
-            copied.add(rid)
-        if event.reported_wrong:
-            reported.add(rid)
+def count_regeneration(group: Group, settings: RuleSettings) -> int:
+    return sum(1 for _ in _regenerations(group))
+
+
+def _implicit_wins(group: Group, settings: RuleSettings) -> Iterator[tuple[str, str]]:
+    """(winner, loser) response pairs by copy and dwell."""
+    dwell, copied, reported = group.dwell, group.copied, group.reported
     threshold = settings.dwell_threshold_ms
-    out: list[Candidate] = []
     for a, dwell_a in dwell.items():
         if a in reported:
             continue
@@ -237,42 +312,100 @@ def implicit(group: Group, settings: RuleSettings) -> list[Candidate]:
             against_dwell = dwell_b - dwell_a >= threshold
             # Both signals must agree or one must be silent: a weak signal never overrides.
             if (by_copy and not against_dwell) or (by_dwell and not against_copy):
-                out.append((texts[a], texts[b], 0.1))
-    return out
+                yield a, b
+
+
+def implicit(group: Group, settings: RuleSettings) -> list[Candidate]:
+    if not group.dwell:
+        return []
+    texts = group.texts
+    return [(texts[a], texts[b], 0.1) for a, b in _implicit_wins(group, settings)]
+
+
+def count_implicit(group: Group, settings: RuleSettings) -> int:
+    """``len(implicit(...))`` by binary search over sorted dwell times, not pair by pair.
+
+    From the conditions in :func:`_implicit_wins`, for an unreported response a with dwell da
+    against b with dwell db (b != a; times are integers): if a was copied, it beats another
+    copied b when db <= da - T, and an uncopied b when db < da + T (T > 0) or db <= da - T
+    (T <= 0); an uncopied a never beats a copied b, and beats an uncopied one when
+    db <= da - T. With T <= 0, a itself meets db <= da - T and is taken off.
+    """
+    dwell, copied, reported = group.dwell, group.copied, group.reported
+    threshold = settings.dwell_threshold_ms
+    with_copy = sorted(ms for rid, ms in dwell.items() if rid in copied)
+    without_copy = sorted(ms for rid, ms in dwell.items() if rid not in copied)
+    itself = 1 if threshold <= 0 else 0
+    total = 0
+    for a, dwell_a in dwell.items():
+        if a in reported:
+            continue
+        if a in copied:
+            total += bisect_right(with_copy, dwell_a - threshold) - itself
+            if threshold > 0:
+                total += bisect_left(without_copy, dwell_a + threshold)
+            else:
+                total += bisect_right(without_copy, dwell_a - threshold)
+        else:
+            total += bisect_right(without_copy, dwell_a - threshold) - itself
+    return total
 
 
 RuleFunction = Callable[[Group, RuleSettings], list[Candidate]]
+CountFunction = Callable[[Group, RuleSettings], int]
 
 #: In priority order: when a prompt has more pairs than its cap, earlier rules win.
-RULES: tuple[tuple[Rule, RuleFunction], ...] = (
+RULES: tuple[tuple[Rule, RuleFunction, CountFunction], ...] = (
     (
         Rule("comparison", 1.0, 1.0, "A-vs-B choice: the chosen response beats the other"),
         comparison,
+        count_comparison,
     ),
-    (Rule("correction", 1.0, 1.0, "the user's correction beats the original response"), correction),
-    (Rule("thumbs", 0.8, 0.5, "net thumbs-up response beats net thumbs-down response"), thumbs),
+    (
+        Rule("correction", 1.0, 1.0, "the user's correction beats the original response"),
+        correction,
+        count_correction,
+    ),
+    (
+        Rule("thumbs", 0.8, 0.5, "net thumbs-up response beats net thumbs-down response"),
+        thumbs,
+        count_thumbs,
+    ),
     (
         Rule("reported_wrong", 0.7, 0.5, "a response without complaints beats one reported wrong"),
         reported_wrong,
+        count_reported_wrong,
     ),
-    (Rule("rating", 0.6, 0.25, "mean rating higher by >= 2 stars wins; margin = gap / 4"), rating),
+    (
+        Rule("rating", 0.6, 0.25, "mean rating higher by >= 2 stars wins; margin = gap / 4"),
+        rating,
+        count_rating,
+    ),
     (
         Rule("regeneration", 0.6, 0.3, "the accepted response beats the ones regenerated"),
         regeneration,
+        count_regeneration,
     ),
     (
         Rule("implicit", 0.2, 0.1, "copied or longer-dwelt (by the threshold) response wins"),
         implicit,
+        count_implicit,
     ),
 )
-RULE_NAMES = tuple(rule.name for rule, _ in RULES)
+RULE_NAMES = tuple(rule.name for rule, _, _ in RULES)
 _CANDIDATE_KEYS = tuple(f"candidates:{name}" for name in RULE_NAMES)
 
 
 def _normal(text: str, cache: dict[str, str]) -> str:
+    """``text`` with whitespace runs folded to one space and the ends stripped."""
     found = cache.get(text)
     if found is None:
-        found = cache[text] = " ".join(text.split())
+        # Most texts are folded already: no whitespace but single inner spaces (every other
+        # whitespace character is unprintable). Checking is cheaper than splitting.
+        if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+            found = cache[text] = text
+        else:
+            found = cache[text] = " ".join(text.split())
     return found
 
 
@@ -282,11 +415,12 @@ def _order(candidate: Candidate) -> int:
 
 
 def select_pairs(
-    events: Sequence[Interaction], settings: RuleSettings, stats: Counter[str]
+    events: Sequence[Interaction], settings: RuleSettings, stats: MutableMapping[str, int]
 ) -> list[Pair]:
     """The pairs of one prompt's events after de-duplication, filters and the per-prompt cap.
 
-    ``stats`` gains ``candidates:<rule>`` and ``dropped:<why>`` counts.
+    ``stats`` gains ``candidates:<rule>`` and ``dropped:<why>`` counts; a missing key must read
+    as 0 (a ``Counter``, or a ``defaultdict(int)``, whose stores cost less).
     """
     group = Group.of(events)
     first = events[0]
@@ -296,17 +430,22 @@ def select_pairs(
     normal: dict[str, str] = {}
     prompt_too_long = len(prompt) > settings.max_text_chars
     cap = settings.max_pairs_per_prompt
-    for (rule, function), counted in zip(RULES, _CANDIDATE_KEYS, strict=True):
-        candidates = function(group, settings)
-        stats[counted] += len(candidates)
+    for (rule, function, count), counted in zip(RULES, _CANDIDATE_KEYS, strict=True):
         if len(kept) >= cap:
             # Full: the rest cannot be kept, whatever the filters would say.
-            stats["dropped:over_cap"] += len(candidates)
+            over = count(group, settings)
+            stats[counted] += over
+            stats["dropped:over_cap"] += over
             continue
-        for chosen, rejected, margin in sorted(candidates, key=_order):
+        candidates = function(group, settings)
+        stats[counted] += len(candidates)
+        if not candidates:
+            continue
+        ordered = sorted(candidates, key=_order)
+        for index, (chosen, rejected, margin) in enumerate(ordered):
             if len(kept) >= cap:
-                stats["dropped:over_cap"] += 1
-                continue
+                stats["dropped:over_cap"] += len(ordered) - index
+                break
             key = (_normal(chosen, normal), _normal(rejected, normal))
             if not key[0] or not key[1]:
                 stats["dropped:empty"] += 1
@@ -325,4 +464,4 @@ def select_pairs(
 
 
 def all_rules() -> Iterable[Rule]:
-    return (rule for rule, _ in RULES)
+    return (rule for rule, _, _ in RULES)
