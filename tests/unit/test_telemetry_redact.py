@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -132,3 +134,53 @@ def test_redactor_counts_every_occurrence_even_when_cached() -> None:
     assert out == ["mail [EMAIL]", "call [PHONE]", "mail [EMAIL]", "plain", "[EMAIL]"]
     assert redact.counts == {"email": 3, "phone": 1}
     assert redact.total == 4
+
+
+samples = st.sampled_from(
+    [
+        "plain words",
+        "mail a@example.com",
+        "call +1 415-555-0132",
+        "card 4111 1111 1111 1111",
+        "key sk-live-abcdefghijklmnop1234",
+        "order 12345 of v1.2",
+        "",
+    ]
+)
+
+
+@given(st.lists(samples, max_size=30), st.integers(1, 4))
+def test_the_caching_redactor_agrees_with_redact_text(texts: list[str], cache_size: int) -> None:
+    # Small caches: texts fall out of the cache (clean set included) and come back.
+    redact = Redactor(cache_size=cache_size)
+    expected: Counter[str] = Counter()
+    for text in texts:
+        redacted, found = redact_text(text)
+        assert redact(text) == redacted
+        assert (text in redact.clean) <= (redacted == text)
+        expected.update(found)
+    assert redact.counts == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "send it with Bearer abcdefghijklmnopqrstuvwxyz0123 please",
+        "BEARER abcdefghijklmnopqrstuvwxyz0123",
+    ],
+)
+def test_a_bearer_token_is_a_secret_without_any_colon_or_equals(text: str) -> None:
+    redacted, found = redact_text(text)
+    assert "abcdefghijklmnopqrstuvwxyz0123" not in redacted
+    assert found["secret"] == 1
+
+
+def test_numbers_in_other_scripts_are_redacted_like_ascii_ones() -> None:
+    # Arabic-Indic digits: a US phone number and a Luhn-valid card (4111 1111 1111 1111).
+    arabic = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+    phone = "555-123-4567".translate(arabic)
+    card = "4111 1111 1111 1111".translate(arabic)
+    redacted, found = redact_text(f"call {phone} or pay with {card}")
+    assert phone not in redacted
+    assert card not in redacted
+    assert (found["phone"], found["card"]) == (1, 1)
