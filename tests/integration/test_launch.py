@@ -34,9 +34,7 @@ def test_the_pod_exits_with_the_most_telling_rank_code(codes: list[int], expecte
 
 
 def _launch(config_json: str, tmp_path: Path, nproc: int = 2) -> subprocess.CompletedProcess[str]:
-    env = {
-        key: value for key, value in os.environ.items() if not key.startswith(("RANK", "WORLD"))
-    }
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("RANK", "WORLD"))}
     env.update({RUN_CONFIG_ENV: config_json, "OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
     command = [sys.executable, "-m", "rewardops_trainer", "launch"]
     command += [f"--nproc-per-node={nproc}", "train", "--no-progress"]
