@@ -179,7 +179,7 @@ def record_one(
     spec: AnalysisSpec, status: AnalysisStatus, check: AnalysisCheck, measured: CheckMeasurement
 ) -> AnalysisStatus:
     """The tally after one measurement of one check, taken outside the rounds."""
-    tally = next((c for c in status.checks if c.name == check.name), CheckStatus(name=check.name))
+    tally = tally_of(status, check) or CheckStatus(name=check.name)
     return status.model_copy(
         update={"checks": _replace_check(spec, status, check.name, _tally(check, tally, measured))}
     )
@@ -189,9 +189,18 @@ def note(
     spec: AnalysisSpec, status: AnalysisStatus, check: AnalysisCheck, message: str
 ) -> AnalysisStatus:
     """Say where a check stands without counting a measurement (e.g. waiting for data)."""
-    tally = next((c for c in status.checks if c.name == check.name), CheckStatus(name=check.name))
+    tally = tally_of(status, check) or CheckStatus(name=check.name)
     change = tally.model_copy(update={"last_message": message, "limit": limit_text(check)})
     return status.model_copy(update={"checks": _replace_check(spec, status, check.name, change)})
+
+
+def tally_of(status: AnalysisStatus, check: AnalysisCheck) -> CheckStatus | None:
+    return next((c for c in status.checks if c.name == check.name), None)
+
+
+def has_passed(status: AnalysisStatus, check: AnalysisCheck) -> bool:
+    tally = tally_of(status, check)
+    return tally is not None and tally.passed > 0
 
 
 def feedback_check(spec: AnalysisSpec) -> AnalysisCheck | None:
@@ -205,8 +214,7 @@ def _awaiting_feedback(spec: AnalysisSpec, status: AnalysisStatus) -> str | None
     job = status.feedback.job_name if status.feedback is not None else None
     if check is None or job is None:
         return None
-    tally = next((c for c in status.checks if c.name == check.name), None)
-    return job if tally is None or tally.passed == 0 else None
+    return job if not has_passed(status, check) else None
 
 
 def judge(spec: AnalysisSpec, status: AnalysisStatus, now: datetime) -> Verdict:

@@ -66,12 +66,10 @@ def step(
     feedback = status.feedback or FeedbackEvaluationStatus()
     if feedback.job_name is not None:
         return _follow(spec, status, check, feedback, observed)
-    tally = next((c for c in status.checks if c.name == check.name), None)
-    passed = tally is not None and tally.passed > 0
-    if passed or status.phase != AnalysisPhase.RUNNING or observed.now < next_due(spec, status):
+    if analysis.has_passed(status, check) or status.phase != AnalysisPhase.RUNNING:
         return Step(status)
-    if observed.now >= analysis.end(spec, status):
-        return Step(status)  # the window is over: start nothing new
+    if not next_due(spec, status) <= observed.now < analysis.end(spec, status):
+        return Step(status)  # not due yet, or the window is over: start nothing new
     return _start(
         update, spec, status, check, feedback=feedback, now=observed.now, settings=settings
     )

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from rewardops_operator.api.models import Phase, RewardModelUpdate
+from rewardops_operator.api.models import FeedbackEvaluationStatus, Phase, RewardModelUpdate
 from rewardops_trainer.contract import FeedbackEvaluation, Report
 from rewardops_trainer.contract.report import REPORT_FILE
 from rewardops_trainer.storage import join_uri
@@ -117,20 +117,22 @@ def report_to_read(update: RewardModelUpdate, job: JobState | None) -> str | Non
     return status.report_uri or join_uri(update.spec.output.uri, status.run_id, REPORT_FILE)
 
 
-def feedback_job_to_observe(update: RewardModelUpdate) -> str | None:
-    """The fresh-feedback evaluation Job under way, if any."""
+def _feedback(update: RewardModelUpdate) -> FeedbackEvaluationStatus | None:
     status = update.status
     analysis = status.analysis if status is not None else None
-    feedback = analysis.feedback if analysis is not None else None
+    return analysis.feedback if analysis is not None else None
+
+
+def feedback_job_to_observe(update: RewardModelUpdate) -> str | None:
+    """The fresh-feedback evaluation Job under way, if any."""
+    feedback = _feedback(update)
     return feedback.job_name if feedback is not None else None
 
 
 def feedback_to_read(update: RewardModelUpdate, job: JobState | None) -> str | None:
     """Where to read the evaluation Job's result from: once it succeeded, or when it is gone
     (reaped after it finished, or never observed)."""
-    status = update.status
-    analysis = status.analysis if status is not None else None
-    feedback = analysis.feedback if analysis is not None else None
+    feedback = _feedback(update)
     if feedback is None or feedback.job_name is None or feedback.result_uri is None:
         return None
     if job is not None and not job.succeeded:
