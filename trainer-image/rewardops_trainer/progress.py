@@ -8,10 +8,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import IO, Any
 
 LOG_INTERVAL_S = 10.0
+#: How often a terminal's bar shows a new loss.
+BAR_LOSS_INTERVAL_S = 1.0
 
 
 class Progress:
@@ -24,6 +27,7 @@ class Progress:
         self._bar: Any = None
         self._total = 0
         self._last_log = 0.0
+        self._last_bar_loss = 0.0
 
     def log(self, event: str, **fields: Any) -> None:
         if not self.enabled:
@@ -51,21 +55,26 @@ class Progress:
                 total=total, initial=initial, unit="step", file=self.stream, dynamic_ncols=True
             )
 
-    def step(self, step: int, *, loss: float, pairs_per_s: float, lr: float) -> None:
+    def step(self, step: int, *, loss: Callable[[], float], pairs_per_s: float, lr: float) -> None:
+        """Count an optimizer step. ``loss`` is called only when it is shown: reading a loss
+        off a GPU waits for all the work queued there, so doing it every step would stall it."""
         if not self.enabled:
             return
+        now = time.monotonic()
         if self._bar is not None:
             self._bar.update(step - self._bar.n)
-            self._bar.set_postfix(loss=f"{loss:.4f}", pairs_s=f"{pairs_per_s:.1f}", refresh=False)
+            if now - self._last_bar_loss >= BAR_LOSS_INTERVAL_S or step == self._total:
+                self._last_bar_loss = now
+                postfix = {"loss": f"{loss():.4f}", "pairs_s": f"{pairs_per_s:.1f}"}
+                self._bar.set_postfix(postfix, refresh=False)
             return
-        now = time.monotonic()
         if now - self._last_log >= LOG_INTERVAL_S or step == self._total:
             self._last_log = now
             self.log(
                 "train_step",
                 step=step,
                 total=self._total,
-                loss=round(loss, 6),
+                loss=round(loss(), 6),
                 pairs_per_s=round(pairs_per_s, 2),
                 lr=lr,
             )

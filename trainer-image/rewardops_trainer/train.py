@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -287,9 +288,10 @@ def train_reward_model(
     optimizer = _optimizer(prepared, hp)
     resumed = options.checkpointer.load(prepared, optimizer) if options.checkpointer else None
     start = resumed.step if resumed else 0
-    loss_value = float("nan")
+    # The last step's loss stays on the device until something reads it (see Progress.step).
+    last_loss: torch.Tensor | float = float("nan")
     if resumed:
-        loss_value = float(resumed.extra.get("loss", loss_value))
+        last_loss = float(resumed.extra.get("loss", last_loss))
         options.progress.log("resumed", step=start)
 
     trainer: torch.nn.Module = prepared
@@ -329,7 +331,7 @@ def train_reward_model(
             micro = list(
                 _micro_batches(indices, hp.gradient_accumulation_steps, dist.rank, dist.world)
             )
-            step_loss = 0.0
+            step_loss = torch.zeros((), device=device)
             for k, chunk in enumerate(micro):
                 sync = k == len(micro) - 1 or dist.world == 1
                 context = nullcontext() if sync else trainer.no_sync()  # type: ignore[operator]
@@ -343,25 +345,25 @@ def train_reward_model(
                     loss = pairwise_loss(
                         values[: len(chunk)],
                         values[len(chunk) :],
-                        margins[index].to(device),
-                        weights[index].to(device),
+                        margins[index].to(device, non_blocking=True),
+                        weights[index].to(device, non_blocking=True),
                         centering=hp.reward_centering,
                         total_weight=step_weight,
                         total_pairs=len(indices),
                     )
                     # DDP averages gradients over ranks; each rank's loss is its share of a sum.
                     (loss * dist.world).backward()  # type: ignore[no-untyped-call]
-                step_loss += float(loss.detach())
+                step_loss += loss.detach()
             torch.nn.utils.clip_grad_norm_(params, hp.max_grad_norm)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            loss_value = step_loss
+            last_loss = step_loss
             processed += len(indices)
             elapsed = time.perf_counter() - began
             done = step + 1
             options.progress.step(
                 done,
-                loss=loss_value,
+                loss=partial(float, step_loss),
                 pairs_per_s=processed / elapsed if elapsed else 0.0,
                 lr=hp.learning_rate * factor,
             )
@@ -372,18 +374,19 @@ def train_reward_model(
             )
             # The last step is saved too: a pod that dies while evaluating resumes past training.
             if options.checkpointer and dist.is_main and (stop or due or done == total):
-                options.checkpointer.save(prepared, optimizer, done, {"loss": loss_value})
+                options.checkpointer.save(prepared, optimizer, done, {"loss": float(step_loss)})
                 last_checkpoint = time.monotonic()
                 options.progress.log("checkpoint", step=done)
             if stop:
                 raise TrainingStopped(done)
     finally:
         options.progress.close()
+    final_loss = float(last_loss)  # on a GPU, waits for the last step: the time includes it
     seconds = time.perf_counter() - began
     result = TrainResult(
         steps=total,
         epochs=total / steps_per_epoch,
-        final_loss=loss_value if not math.isnan(loss_value) else 0.0,
+        final_loss=0.0 if math.isnan(final_loss) else final_loss,
         pairs_per_second=processed / seconds if seconds > 0 else 0.0,
         device=str(device),
         resumed_from_step=start if resumed else None,
