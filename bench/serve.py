@@ -103,9 +103,9 @@ async def load(url: str, concurrency: int, seconds: float, warmup: float) -> Res
 
 class Server:
     def __init__(self, model: Path, args: list[str]) -> None:
-        cli = str(Path(sys.executable).parent / "rewardops-trainer")
+        server = [sys.executable, "-m", "rewardops_trainer", "serve", "--model", str(model)]
         self.process = subprocess.Popen(
-            [cli, "serve", "--model", str(model), "--host", "127.0.0.1", "--port", "0", *args],
+            [*server, "--host", "127.0.0.1", "--port", "0", *args],
             stderr=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             text=True,

