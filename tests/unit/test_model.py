@@ -8,13 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
+import rewardops_trainer.model as model_module
 from rewardops_trainer.errors import ConfigError
 from rewardops_trainer.model import (
+    collate,
     directory_digest,
     encode,
     file_digests,
     load_reward_model,
     resolve_model,
+    rewards,
     save_reward_model,
     score,
 )
@@ -57,6 +60,28 @@ def test_score_is_float32_in_input_order_and_padding_free(tiny: Path) -> None:
     # Batched rows are padded; padding must not change any reward.
     torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-4)
     assert len(set(together.tolist())) == 3
+
+
+def test_score_on_a_cpu_runs_bert_padding_free_with_the_padded_rewards(
+    tiny: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, tokenizer = load_reward_model(tiny)
+    calls: list[int] = []
+    original = model_module.padding_free_rewards
+
+    def counted(*args: object) -> torch.Tensor:
+        calls.append(1)
+        return original(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(model_module, "padding_free_rewards", counted)
+    scored = score(model, tokenizer, PROMPTS, RESPONSES, max_length=64)
+    encoded = encode(tokenizer, PROMPTS, RESPONSES, max_length=64)
+    model.eval()  # type: ignore[no-untyped-call]
+    with torch.inference_mode():
+        padded = rewards(model, collate(encoded, [0, 1, 2], tokenizer.pad_token_id, "cpu"))
+    torch.testing.assert_close(scored, padded, rtol=1e-5, atol=1e-6)
+    # BERT takes the padding-free forward; a decoder (GPT-2) keeps the padded one.
+    assert bool(calls) == (model.config.model_type == "bert")
 
 
 def test_decoder_reuses_eos_as_pad_and_pads_right(tmp_path: Path) -> None:

@@ -313,13 +313,19 @@ def score(
     order = sorted(range(len(encoded.input_ids)), key=lambda i: len(encoded.input_ids[i]))
     out = torch.empty(len(order), dtype=torch.float32)
     pad = int(tokenizer.pad_token_id)
+    # A CPU is compute-bound here and the padding-free forward computes less (MiniLM: about
+    # 1.2x fewer CPU seconds); on a GPU the padded forward is the one measured for serving.
+    free = padding_free_model(model) if torch.device(device).type == "cpu" else None
     was_training = model.training
     model.eval()  # type: ignore[no-untyped-call]
     try:
         with torch.inference_mode():
             for start in range(0, len(order), SCORE_BATCH_SIZE):
                 chunk = order[start : start + SCORE_BATCH_SIZE]
-                values = rewards(model, collate(encoded, chunk, pad, device))
+                if free is not None:
+                    values = padding_free_rewards(free, encoded, chunk, device)
+                else:
+                    values = rewards(model, collate(encoded, chunk, pad, device))
                 out[torch.tensor(chunk)] = values.float().cpu()
     finally:
         model.train(was_training)
