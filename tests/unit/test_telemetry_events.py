@@ -155,6 +155,59 @@ def test_reader_streams_gzip_and_rejects_a_truncated_tail(tmp_path: Path) -> Non
     assert all(isinstance(item, EventRecord) for item in results[:-1])
 
 
+def test_bytes_that_are_not_utf8_inside_a_string_are_a_reject_not_a_crash(
+    tmp_path: Path,
+) -> None:
+    # msgspec raises UnicodeDecodeError here, not a DecodeError.
+    write_lines(
+        tmp_path / "a.jsonl",
+        [
+            json.dumps(event()).replace("How do I", "How \\u00e9").encode(),
+            json.dumps(event()).encode().replace(b"How do I", b"How \xff\xfe"),
+            b'{"event_id\xff": 1}',
+        ],
+    )
+    results = [item for _, _, item in read_events(open_store(str(tmp_path)), "a.jsonl")]
+    assert isinstance(results[0], EventRecord)
+    assert [(r.line, r.kind, r.reason) for r in results[1:] if isinstance(r, Reject)] == [
+        (2, "invalid_json", "not valid UTF-8"),
+        (3, "invalid_json", "not valid UTF-8"),
+    ]
+
+
+def _flip(data: bytes, at: int, count: int) -> bytes:
+    return data[:at] + bytes(byte ^ 0xFF for byte in data[at : at + count]) + data[at + count :]
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda data: data[: len(data) // 2], "ended before the end-of-stream marker"),
+        # Inside the deflate data, just past the 10-byte header: a bad block.
+        (lambda data: _flip(data, 12, 8), ""),
+        # The trailer's CRC-32 of the data.
+        (lambda data: _flip(data, len(data) - 8, 4), "CRC check failed"),
+        (lambda data: data[:-4] + (1).to_bytes(4, "little"), "Incorrect length"),
+        (lambda data: b"PK" + data[2:], "Not a gzipped file"),
+    ],
+)
+def test_a_damaged_gzip_object_keeps_what_was_read_and_rejects_the_rest(
+    tmp_path: Path, damage: Any, message: str
+) -> None:
+    lines = [json.dumps(event(event_id=f"e-{i}")).encode() for i in range(200)]
+    write_lines(tmp_path / "b.jsonl.gz", lines)
+    path = tmp_path / "b.jsonl.gz"
+    path.write_bytes(damage(path.read_bytes()))
+    results = [item for _, _, item in read_events(open_store(str(tmp_path)), "b.jsonl.gz")]
+    last = results[-1]
+    assert isinstance(last, Reject)
+    assert last.kind == "corrupt_object"
+    assert last.reason.startswith("unreadable from here on: ")
+    assert message in last.reason
+    assert last.line == len(results)
+    assert all(isinstance(item, EventRecord) for item in results[:-1])
+
+
 def test_only_jsonl_objects_are_telemetry(tmp_path: Path) -> None:
     for name in ("a.jsonl", "b.jsonl.gz", "notes.txt", "c.json", "sub/d.jsonl"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)

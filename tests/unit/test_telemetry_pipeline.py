@@ -26,7 +26,7 @@ from rewardops_trainer.synthetic import (
     generate_telemetry,
     hidden_quality,
 )
-from rewardops_trainer.telemetry import PairsResult, build_pairs
+from rewardops_trainer.telemetry import PairsResult, build_pairs, pipeline
 from rewardops_trainer.telemetry.pipeline import _gc_paused, pair_line, partition_count
 from rewardops_trainer.telemetry.rules import Pair
 from rewardops_trainer.telemetry.split import split_of
@@ -361,6 +361,73 @@ def test_a_hot_prompt_is_read_only_up_to_its_bound(tmp_path: Path) -> None:
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
     assert manifest["events"]["hotPromptDropped"] == 100 - 64
     assert result.counts.pairs_train + result.counts.pairs_validation == 1
+
+
+def hot_prompt_telemetry(path: Path) -> Path:
+    """Two objects of 80 events each of one hot prompt: comparisons first, then thumbs.
+
+    With one pair a prompt, pass 2 reads its first 64 events in input order: the first 64
+    lines of a.jsonl, all comparisons. Any later event read would add a thumbs candidate.
+    """
+
+    def hot(number: int, **feedback: Any) -> str:
+        fields = event(number, prompt_id="p-hot", prompt="hot", correction=None, **feedback)
+        return json.dumps(fields)
+
+    comparisons = [
+        hot(
+            i,
+            comparison={
+                "other_response_id": f"o-{i}",
+                "other_response": f"other {i}",
+                "choice": "this",
+            },
+        )
+        for i in range(64)
+    ]
+    thumbs = [
+        hot(i, response_id="r-up" if i % 2 else "r-down", thumb="up" if i % 2 else "down")
+        for i in range(64, 160)
+    ]
+    path.mkdir(parents=True)
+    lines = comparisons + thumbs
+    (path / "a.jsonl").write_text("".join(line + "\n" for line in lines[:80]))
+    (path / "b.jsonl").write_text("".join(line + "\n" for line in lines[80:]))
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_hot_prompt_spread_over_objects_reads_its_first_events_in_input_order(
+    tmp_path: Path, workers: int
+) -> None:
+    # Each process spills only the first 64 events of a prompt it reads, and counts the rest.
+    telemetry = hot_prompt_telemetry(tmp_path / "t")
+    settings = PairSettings(min_pairs=1, max_pairs_per_prompt=1)
+    result = build_pairs(config(telemetry, pairs=settings), tmp_path / "o", workers=workers)
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["events"]["kept"] == 160
+    assert manifest["events"]["hotPromptDropped"] == 160 - 64
+    assert manifest["candidatesByRule"]["comparison"] == 64
+    assert manifest["candidatesByRule"]["thumbs"] == 0
+    assert manifest["dropped"]["over_cap"] == 63
+    assert result.counts.pairs_by_rule["comparison"] == 1
+
+
+def test_forgetting_which_prompts_are_hot_changes_no_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    telemetry = hot_prompt_telemetry(tmp_path / "t")
+    # Another prompt between the hot one's events, so that a memory of one prompt forgets.
+    with (telemetry / "a.jsonl").open("a") as stream:
+        stream.writelines(json.dumps(event(1000 + i)) + "\n" for i in range(5))
+    settings = PairSettings(min_pairs=1, max_pairs_per_prompt=1)
+    remembered = build_pairs(config(telemetry, pairs=settings), tmp_path / "a", workers=1)
+    monkeypatch.setattr(pipeline, "MAX_REMEMBERED_PROMPTS", 1)
+    forgetful = build_pairs(config(telemetry, pairs=settings), tmp_path / "b", workers=1)
+    assert forgetful.pairs_digest == remembered.pairs_digest
+    for name in ("manifest.json", "pairs/train.jsonl", "pairs/validation.jsonl"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_partitions_grow_with_the_input() -> None:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from functools import partial
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from rewardops_trainer.telemetry import redact as redact_module
 from rewardops_trainer.telemetry.redact import Redactor, luhn_valid, redact_text
 
 
@@ -184,3 +186,80 @@ def test_numbers_in_other_scripts_are_redacted_like_ascii_ones() -> None:
     assert phone not in redacted
     assert card not in redacted
     assert (found["phone"], found["card"]) == (1, 1)
+
+
+def run_every_pattern(text: str) -> tuple[str, Counter[str]]:
+    """Every pattern family on every text, in the order redaction runs them: the cheap tests
+    that let most texts skip a family must only skip where it would change nothing."""
+    found: dict[str, int] = {}
+    fixed, numeric = redact_module._replace_fixed, redact_module._replace_numeric
+    for pattern, replace in (
+        (redact_module._TOKEN, partial(fixed, found, "secret")),
+        (redact_module._ASSIGNED, partial(fixed, found, "secret")),
+        (redact_module._EMAIL, partial(fixed, found, "email")),
+        (redact_module._NUMERIC, partial(numeric, found)),
+        (redact_module._IPV6, partial(fixed, found, "ip")),
+    ):
+        text = pattern.sub(replace, text)
+    return text, Counter(found)
+
+
+ARABIC_DIGITS = {ord("0") + digit: 0x0660 + digit for digit in range(10)}
+# Pieces of every kind, near misses of each test, and their placeholders, in ASCII and not.
+fragments = st.sampled_from(
+    [
+        "sk-live-abcdefghijklmnop1234",
+        "pk_test_ABCDEFGHIJKLMNOP",
+        "AKIAABCDEFGHIJKLMNOP",
+        "akiaabcdefghijklmnop",
+        "ghp_abcdefghijklmnopqrstuvwxyz0123",
+        "xoxb-1234567890abc",
+        "AIza" + "x" * 35,
+        "Bearer abcdefghijklmnopqrstuvwxyz012345",
+        "api_key=s3cr3t-value-123",
+        "PASSWORD: hunter2hunter2",
+        "token: abcdef",
+        "a@b.co",
+        "jane.doe+tag@mail.example.co.uk",
+        "4111 1111 1111 1111",
+        "5500-0000-0000-0004",
+        "4111111111111111",
+        "4222222222222",
+        "192.168.10.20",
+        "1.2.3.4",
+        "2001:db8::ff00:42:8329",
+        "fe80:0:0:0:202:b3ff:fe1e:8329",
+        "+1 415-555-0132",
+        "(415) 555-0132",
+        "+44 20 7946 0958",
+        "415.555.0132",
+        "415-555-0132",
+        # Arabic-Indic digits
+        "415-555-0132".translate(ARABIC_DIGITS),
+        "4111 1111 1111 1111".translate(ARABIC_DIGITS),
+        "order 12345678",
+        "v1.2.3",
+        "10:30",
+        "é",
+        "\x1f",
+        "x" * 20,
+        "[SECRET]",
+        "[PHONE]",
+    ]
+)
+pieces = fragments | st.text(alphabet="0123456789 .-+():@=_abkKsSxeAIz\u0663", max_size=20)
+
+
+@settings(max_examples=500)
+@given(st.lists(pieces, max_size=5), st.sampled_from(["", " ", "-", ".", ":", "="]))
+# Each family at the edge of its test, in ASCII and not: a 13-digit card, a phone number
+# whose only sign is its "+", an IPv4 address of 4 digits, a "::" address.
+@example(["card", "4222222222222"], " ")
+@example(["call", "+44 20 7946 0958"], " ")
+@example(["é", "1.2.3.4"], " ")
+@example(["é", "4222222222222"], " ")
+@example(["é", "+44 20 7946 0958"], " ")
+@example(["é", "fe80::1"], " ")
+def test_the_cheap_tests_change_no_result(parts: list[str], separator: str) -> None:
+    text = separator.join(parts)
+    assert redact_text(text) == run_every_pattern(text)

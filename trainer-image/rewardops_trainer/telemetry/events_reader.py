@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO, Annotated, Literal
+from typing import IO, Annotated, Literal, cast
 
 import msgspec
+from isal import igzip, igzip_lib
 from pydantic import ValidationError
 
 from rewardops_trainer.contract.events import TelemetryEvent
@@ -33,6 +33,8 @@ TELEMETRY_SUFFIXES = (".jsonl", ".jsonl.gz")
 #: A longer line is rejected unparsed: no legitimate event is this large.
 MAX_LINE_BYTES = 1 << 20
 CHUNK_BYTES = 1 << 20
+#: Corrupt deflate data, from ISA-L (its stub types the class as an instance).
+_ISAL_ERROR = cast("type[Exception]", igzip_lib.IsalError)
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 
@@ -125,7 +127,9 @@ def _open_lines(store: ObjectStore, key: str) -> Iterator[list[bytes]]:
     with store.open_read(key) as raw:
         stream: IO[bytes] = raw
         if key.endswith(".gz"):
-            stream = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+            # ISA-L's inflate: the standard library's gzip format handling, more than twice
+            # as fast as zlib. Its errors: see read_events.
+            stream = igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment,no-untyped-call]
         yield from _line_batches(stream)
 
 
@@ -217,12 +221,16 @@ def read_events(store: ObjectStore, key: str) -> Iterator[tuple[int, bytes, Even
                 try:
                     # JSON allows the trailing newline as whitespace.
                     yield number, line, decode_event(line)
-                except msgspec.MsgspecError:
+                except (msgspec.MsgspecError, UnicodeDecodeError):
+                    # msgspec raises UnicodeDecodeError for bytes that are not UTF-8 inside
+                    # a string; the model rejects those lines as not valid UTF-8.
                     verdict = check_line(key, number, line)
                     if verdict is not None:
                         yield number, line, verdict
-    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
-        # A truncated or corrupt .gz: keep what was read, reject the rest of the object.
+    except (EOFError, gzip.BadGzipFile, _ISAL_ERROR) as error:
+        # A truncated .gz (EOFError), a bad header or trailer (BadGzipFile, as the standard
+        # library's gzip raises) or corrupt deflate data (IsalError, where zlib raises
+        # zlib.error): keep what was read, reject the rest of the object.
         number += 1
         reason = f"unreadable from here on: {error}"
         yield number, b"", Reject(key, number, "corrupt_object", reason)

@@ -3,12 +3,12 @@
 Pass 1 reads every telemetry object line by line, rejects malformed lines (kept in
 ``rejected.jsonl``), drops events outside the window, without consent or on golden prompts,
 redacts every text and appends a compact row to one of N spill files chosen by a hash of the
-prompt id (rows are buffered and written in msgpack frames). Pass 2 loads one spill partition
-at a time (every event of a prompt is in the same one), applies the rules per prompt and
-appends pairs to train or validation by a hash of the prompt id. Memory is one partition and
-the bounded buffers and caches, and N grows with the input, so it stays bounded. With several
-processes, this one works beside its helpers: objects are split between them in pass 1,
-partitions in pass 2.
+prompt id (rows are buffered and written in msgpack frames; a hot prompt's events past those
+pass 2 reads are only counted). Pass 2 loads one spill partition at a time (every event of a
+prompt is in the same one), applies the rules per prompt and appends pairs to train or
+validation by a hash of the prompt id. Memory is one partition and the bounded buffers and
+caches, and N grows with the input, so it stays bounded. With several processes, this one
+works beside its helpers: objects are split between them in pass 1, partitions in pass 2.
 """
 
 from __future__ import annotations
@@ -231,6 +231,8 @@ class _SpillJob:
     worker: int
     golden_ids: frozenset[str]
     golden_texts: frozenset[str]
+    #: pass 2 reads at most this many events of a prompt (the first, in input order)
+    max_events: int
     progress: bool
 
 
@@ -273,6 +275,14 @@ def _spill_now(job: _SpillJob) -> dict[str, dict[str, int]]:
         for p in range(partitions)
     ]
     buffers: list[list[tuple[Any, ...]]] = [[] for _ in range(partitions)]
+    # A prompt's events come in input order here, so once this process has spilled
+    # max_events of them the rest cannot be among the first max_events of all processes,
+    # the only ones pass 2 reads: only their number is spilled (for the manifest), which
+    # spares a row each way for most events of a hot prompt. Forgetting a prompt's count
+    # (to bound memory) only spills more rows than needed.
+    max_events = job.max_events
+    spilled_rows: dict[str, int] = {}
+    skipped: list[dict[str, int]] = [{} for _ in range(partitions)]
     buffered = 0  # input bytes of the buffered rows: bounds the buffers' memory
     flush_at = min(SPILL_BUFFER_BYTES, partitions * SPILL_FRAME_BYTES)
     crc32 = zlib.crc32
@@ -326,8 +336,18 @@ def _spill_now(job: _SpillJob) -> dict[str, dict[str, int]]:
                     if correction is not None and correction not in clean:
                         correction = redact(correction)
                     prompt_id = event.prompt_id
+                    spilled += 1
                     # Same hash as split.partition_of, inlined: this runs once per event.
-                    buffers[crc32(prompt_id.encode()) % partitions].append(
+                    partition = crc32(prompt_id.encode()) % partitions
+                    rows = spilled_rows.get(prompt_id, 0)
+                    if rows >= max_events:
+                        hot = skipped[partition]
+                        hot[prompt_id] = hot.get(prompt_id, 0) + 1
+                        continue
+                    if rows == 0 and len(spilled_rows) >= MAX_REMEMBERED_PROMPTS:
+                        spilled_rows.clear()
+                    spilled_rows[prompt_id] = rows + 1
+                    buffers[partition].append(
                         (
                             base | number,
                             prompt_id,
@@ -348,12 +368,11 @@ def _spill_now(job: _SpillJob) -> dict[str, dict[str, int]]:
                             event.reported_wrong,
                         )
                     )
-                    spilled += 1
                     buffered += len(line)
                     if buffered > flush_at:
-                        _flush(buffers, writers)
+                        _flush(buffers, skipped, writers)
                         buffered = 0
-        _flush(buffers, writers)
+        _flush(buffers, skipped, writers)
     finally:
         for writer in writers:
             writer.close()
@@ -367,16 +386,25 @@ _DECODERS = {
     b"m": msgspec.msgpack.Decoder(list[Interaction]).decode,
     b"j": msgspec.json.Decoder(list[Interaction]).decode,
 }
-#: A frame's byte length and format: msgpack, or JSON for the rare rows msgpack cannot hold.
+_decode_skipped = msgspec.msgpack.Decoder(dict[str, int]).decode
+#: A frame's byte length and format: rows in msgpack, or in JSON for the rare rows msgpack
+#: cannot hold, or (``s``) how many events of each hot prompt were not spilled.
 _FRAME_HEADER = struct.Struct("<Ic")
+#: Prompts whose spilled events pass 1 counts at once, to know when a prompt is hot.
+MAX_REMEMBERED_PROMPTS = 100_000
 
 
-def _flush(buffers: list[list[tuple[Any, ...]]], writers: Sequence[IO[bytes]]) -> None:
-    """Append each partition's buffered rows to its spill file as one frame, then empty them.
+def _flush(
+    buffers: list[list[tuple[Any, ...]]],
+    skipped: list[dict[str, int]],
+    writers: Sequence[IO[bytes]],
+) -> None:
+    """Append each partition's buffered rows to its spill file as one frame, and the counts
+    of the events not spilled as another, then empty them.
 
     One C call each way for hundreds of rows, where a line per row took one per row.
     """
-    for rows, writer in zip(buffers, writers, strict=True):
+    for rows, hot, writer in zip(buffers, skipped, writers, strict=True):
         if rows:
             try:
                 frame, kind = _encode_msgpack(rows), b"m"
@@ -386,12 +414,24 @@ def _flush(buffers: list[list[tuple[Any, ...]]], writers: Sequence[IO[bytes]]) -
             writer.write(_FRAME_HEADER.pack(len(frame), kind))
             writer.write(frame)
             rows.clear()
+        if hot:
+            frame = _encode_msgpack(hot)
+            writer.write(_FRAME_HEADER.pack(len(frame), b"s"))
+            writer.write(frame)
+            hot.clear()
 
 
-def _read_frames(stream: IO[bytes]) -> Iterator[list[Interaction]]:
+def _read_frames(stream: IO[bytes], skipped: dict[str, int]) -> Iterator[list[Interaction]]:
+    """The rows of a spill file, frame by frame; adds the counts of events not spilled to
+    ``skipped``."""
     while header := stream.read(_FRAME_HEADER.size):
         size, kind = _FRAME_HEADER.unpack(header)
-        yield _DECODERS[kind](stream.read(size))
+        frame = stream.read(size)
+        if kind == b"s":
+            for prompt_id, count in _decode_skipped(frame).items():
+                skipped[prompt_id] = skipped.get(prompt_id, 0) + count
+        else:
+            yield _DECODERS[kind](frame)
 
 
 @contextlib.contextmanager
@@ -420,10 +460,11 @@ def _pairs_of_partition(job: _PairJob) -> dict[str, dict[str, int]]:
 def _pairs_of_partition_now(job: _PairJob) -> dict[str, dict[str, int]]:
     spill = Path(job.spill_dir)
     groups: dict[str, list[Interaction]] = {}
+    skipped: dict[str, int] = {}  # prompt id -> its events pass 1 did not spill
     hot_dropped = 0
     for path in sorted(spill.glob(f"{job.partition:04d}-w*.bin")):
         with path.open("rb") as stream:
-            for rows in _read_frames(stream):
+            for rows in _read_frames(stream, skipped):
                 for row in rows:
                     group = groups.get(row.prompt_id)
                     if group is None:
@@ -440,8 +481,9 @@ def _pairs_of_partition_now(job: _PairJob) -> dict[str, dict[str, int]]:
     ):
         for prompt_id in sorted(groups):
             group = sorted(groups[prompt_id])  # by (object, line): the input order
-            if len(group) > job.max_events:
-                hot_dropped += len(group) - job.max_events
+            events = len(group) + skipped.get(prompt_id, 0)
+            if events > job.max_events:
+                hot_dropped += events - job.max_events
                 group = group[: job.max_events]
             pairs = select_pairs(group, job.rules, stats)
             if not pairs:
@@ -585,6 +627,7 @@ def build_pairs(
     stats: Counter[str] = Counter()
     counts_2: Counter[str] = Counter()
     spill_dir = Path(tempfile.mkdtemp(prefix=".spill-", dir=out_dir))
+    max_events = EVENTS_PER_PAIR_CAP * settings.max_pairs_per_prompt
     pool = _pool(workers)
     try:
         batches: list[list[tuple[int, str]]] = [[] for _ in range(min(workers, len(objects)))]
@@ -606,6 +649,7 @@ def build_pairs(
                 worker=worker,
                 golden_ids=frozenset(pair.prompt_id for pair in golden),
                 golden_texts=frozenset(_normal(pair.prompt) for pair in golden),
+                max_events=max_events,
                 progress=progress,
             )
             for worker, batch in enumerate(batches)
@@ -624,13 +668,7 @@ def build_pairs(
             dwell_threshold_ms=settings.dwell_threshold_ms,
         )
         pair_jobs = [
-            _PairJob(
-                str(spill_dir),
-                partition,
-                rules,
-                settings.validation_fraction,
-                EVENTS_PER_PAIR_CAP * settings.max_pairs_per_prompt,
-            )
+            _PairJob(str(spill_dir), partition, rules, settings.validation_fraction, max_events)
             for partition in range(partitions)
         ]
         for result in _run(_pairs_of_partition, pair_jobs, pool):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 
 KINDS = ("secret", "email", "card", "ip", "phone")
@@ -18,8 +19,6 @@ PLACEHOLDER = {kind: f"[{kind.upper()}]" for kind in KINDS}
 _OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
 _HEX = r"[0-9A-Fa-f]{1,4}"
 
-# Python's regex engine has no fast scan for alternations, so each family of patterns runs
-# only when a cheap substring test says it could match: most texts skip all of them.
 _TOKEN = re.compile(
     r"\b(?:sk|pk|rk)[-_](?:live[-_]|test[-_]|proj[-_])?[A-Za-z0-9]{16,}"
     r"|\bAKIA[0-9A-Z]{16}\b"
@@ -46,7 +45,6 @@ _NUMERIC = re.compile(
     r")(?!\w)))"
 )
 _DIGIT_DOT_DIGIT = re.compile(r"\d\.\d")
-_ASCII_DIGITS = b"0123456789"
 _IPV6 = re.compile(
     rf"(?<![:\w])(?:{_HEX}:){{7}}{_HEX}(?![:\w])"
     rf"|(?<![:\w])(?:{_HEX}:){{1,6}}:(?:{_HEX}(?::{_HEX}){{0,5}})?(?![:\w])"
@@ -69,7 +67,7 @@ def luhn_valid(digits: str) -> bool:
 def redact_text(text: str) -> tuple[str, Counter[str]]:
     """``text`` with every PII/secret match replaced, and how many of each kind were found."""
     redacted, found = _redact(text)
-    return redacted, found if found is not None else Counter()
+    return redacted, Counter(found)
 
 
 def _replace_fixed(found: dict[str, int], kind: str, match: re.Match[str]) -> str:
@@ -86,18 +84,75 @@ def _replace_numeric(found: dict[str, int], match: re.Match[str]) -> str:
     return PLACEHOLDER[kind]
 
 
+# Python's regex engine has no fast scan for alternations, so each family of patterns runs
+# only when cheap substring tests say it could match: most texts skip all of them. Each test
+# below needs only what every pattern of its family needs, so skipping changes no result
+# (tests/unit/test_telemetry_redact.py checks this against the patterns run unconditionally).
+#
+# ASCII text is first folded in one C pass, letters to lower case and digits to "0", so that
+# each test is a plain substring search (on a str: ``bytes.__contains__`` first tries its
+# argument as an integer, and the failed try costs more than the search).
+_FOLD = bytes.maketrans(
+    b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", b"abcdefghijklmnopqrstuvwxyz0000000000"
+)
+
+
+def _fold(text: str) -> str:
+    return text.encode("ascii").translate(_FOLD).decode("ascii")
+
+
+def _redact(text: str) -> tuple[str, dict[str, int] | None]:
+    """:func:`redact_text`, with a plain dict of the kinds found, None for none (most texts)."""
+    if not text.isascii():
+        return _redact_unicode(text)
+    found: dict[str, int] = {}
+    folded = _fold(text)
+    # Secrets first: their values may hold digits or an @ that other patterns would split.
+    # Every token needs a "-", a "_", "AKIA" or "AIza", a hint and a long word.
+    if (
+        ("-" in folded or "_" in folded or "akia" in folded or "aiza" in folded)
+        and any(hint in folded for hint in _TOKEN_HINTS)
+        and max(map(len, folded.split()), default=0) >= 14
+    ):
+        text, folded = _substitute(_TOKEN, partial(_replace_fixed, found, "secret"), text, folded)
+    if ("=" in folded or ":" in folded or "bearer" in folded) and any(
+        hint in folded for hint in _ASSIGNED_HINTS
+    ):
+        text, folded = _substitute(
+            _ASSIGNED, partial(_replace_fixed, found, "secret"), text, folded
+        )
+    if "@" in folded:
+        text, folded = _substitute(_EMAIL, partial(_replace_fixed, found, "email"), text, folded)
+    # A card has 13 digits; an IPv4 address a digit, a "." and a digit; a phone number 6
+    # digits and a "+" or "(" before a digit, or a digit, "." or "-" and a digit.
+    digits = folded.count("0")
+    if digits >= 4 and (
+        digits >= 13
+        or "0.0" in folded
+        or (digits >= 6 and ("0-0" in folded or "+0" in folded or "(0" in folded))
+    ):
+        text, folded = _substitute(_NUMERIC, partial(_replace_numeric, found), text, folded)
+    if "::" in folded or folded.count(":") >= 7:
+        text = _IPV6.sub(partial(_replace_fixed, found, "ip"), text)
+    return text, found or None
+
+
+def _substitute(
+    pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str, folded: str
+) -> tuple[str, str]:
+    """(text, folded text) after ``pattern.sub``: the later tests read the changed text."""
+    changed = pattern.sub(replace, text)
+    return (text, folded) if changed == text else (changed, _fold(changed))
+
+
 def _has_hint(text: str, hints: tuple[str, ...]) -> bool:
     lowered = text.lower()
     return any(hint in lowered for hint in hints)
 
 
-def _redact(text: str) -> tuple[str, Counter[str] | None]:
-    """:func:`redact_text`, with None for nothing found: most texts, and a Counter costs."""
+def _redact_unicode(text: str) -> tuple[str, dict[str, int] | None]:
+    """:func:`_redact` for text that is not ASCII, with the same tests on the text itself."""
     found: dict[str, int] = {}
-    # Secrets first: their values may hold digits or an @ that other patterns would split.
-    # Cheap tests gate each family, so most texts never reach a regular expression. Every
-    # token pattern needs a "-", a "_", "AKIA" or "AIza", which is cheaper to look for than
-    # the long word it also needs.
     if (
         ("-" in text or "_" in text or "AKIA" in text or "AIza" in text)
         and max(map(len, text.split()), default=0) >= 14
@@ -110,19 +165,13 @@ def _redact(text: str) -> tuple[str, Counter[str] | None]:
         text = _ASSIGNED.sub(partial(_replace_fixed, found, "secret"), text)
     if "@" in text:
         text = _EMAIL.sub(partial(_replace_fixed, found, "email"), text)
-    # A phone number has at least 6 digits, a card 13; an IPv4 address 4 and a digit-dot-digit.
-    # In ASCII text the digits are counted in one C pass over the bytes (str.count took ten).
-    if text.isascii():
-        encoded = text.encode("ascii")
-        digits = len(encoded) - len(encoded.translate(None, _ASCII_DIGITS))
-    else:
-        # \d matches every Unicode decimal digit (e.g. Arabic-Indic); so must the count.
-        digits = sum(char.isdecimal() for char in text)
+    # \d matches every Unicode decimal digit (e.g. Arabic-Indic); so must the count.
+    digits = sum(char.isdecimal() for char in text)
     if digits >= 6 or (digits >= 4 and _DIGIT_DOT_DIGIT.search(text)):
         text = _NUMERIC.sub(partial(_replace_numeric, found), text)
     if "::" in text or text.count(":") >= 7:
         text = _IPV6.sub(partial(_replace_fixed, found, "ip"), text)
-    return text, Counter(found) if found else None
+    return text, found or None
 
 
 class Redactor:
@@ -137,7 +186,7 @@ class Redactor:
         #: texts known to hold nothing to redact
         self.clean: set[str] = set()
         #: text -> (redacted text, kinds found) for the others
-        self._found: dict[str, tuple[str, Counter[str]]] = {}
+        self._found: dict[str, tuple[str, dict[str, int]]] = {}
         self._cache_size = cache_size
 
     def __call__(self, text: str) -> str:
@@ -154,7 +203,9 @@ class Redactor:
                 self.clean.add(text)
                 return text
             hit = self._found[text] = (redacted, found)
-        self.counts.update(hit[1])
+        counts = self.counts
+        for kind, number in hit[1].items():
+            counts[kind] += number
         return hit[0]
 
     @property

@@ -51,8 +51,10 @@ class Rule:
 Candidate = tuple[str, str, float]
 
 
-@dataclass(frozen=True)
-class Pair:
+class Pair(NamedTuple):
+    """One preference pair. A named tuple: a frozen dataclass's ``__init__`` (a slot call per
+    field) cost more than the rest of a pair's selection."""
+
     prompt_id: str
     prompt: str
     chosen: str
@@ -181,7 +183,8 @@ class Group(NamedTuple):
             if was_reported:
                 complained.add(rid)
                 reported.add(rid)
-        complained.update(rid for rid, net in votes.items() if net < 0)
+        if votes:
+            complained.update(rid for rid, net in votes.items() if net < 0)
         # tuple.__new__: the named tuple's own __new__ is a Python call, once per prompt.
         return tuple.__new__(
             cls,
@@ -239,6 +242,8 @@ def thumbs(group: Group, settings: RuleSettings) -> list[Candidate]:
 
 
 def count_thumbs(group: Group, settings: RuleSettings) -> int:
+    if not group.votes:
+        return 0
     ups, downs = _thumbed(group)
     return len(ups) * len(downs)
 
@@ -269,12 +274,27 @@ def _rating_gaps(group: Group, settings: RuleSettings) -> Iterator[tuple[str, st
 
 
 def rating(group: Group, settings: RuleSettings) -> list[Candidate]:
+    if not group.ratings:
+        return []
     texts = group.texts
     return [(texts[a], texts[b], min(1.0, gap / 4)) for a, b, gap in _rating_gaps(group, settings)]
 
 
 def count_rating(group: Group, settings: RuleSettings) -> int:
-    return sum(1 for _ in _rating_gaps(group, settings))
+    """``len(rating(...))`` in one sweep over the sorted means, not pair by pair.
+
+    The float ``mean_a - mean_b`` never grows as ``mean_b`` grows, nor shrinks as ``mean_a``
+    grows (rounding is monotonic), so the responses a beats are a prefix of the sorted
+    means, and that prefix only lengthens from one a to the next.
+    """
+    means = sorted(sum(values) / len(values) for values in group.ratings.values())
+    gap = settings.rating_gap
+    total = beaten = 0
+    for mean_a in means:
+        while beaten < len(means) and mean_a - means[beaten] >= gap:
+            beaten += 1
+        total += beaten
+    return total
 
 
 def _regenerations(group: Group) -> Iterator[tuple[str, str]]:
@@ -288,12 +308,20 @@ def _regenerations(group: Group) -> Iterator[tuple[str, str]]:
 
 
 def regeneration(group: Group, settings: RuleSettings) -> list[Candidate]:
+    if not group.regenerated:
+        return []
     texts = group.texts
     return [(texts[good], texts[bad], 0.3) for good, bad in _regenerations(group)]
 
 
 def count_regeneration(group: Group, settings: RuleSettings) -> int:
-    return sum(1 for _ in _regenerations(group))
+    regenerated = group.regenerated
+    total = 0
+    for session, goods in group.accepted.items():
+        bads = regenerated.get(session)
+        if bads:
+            total += len(goods) * len(bads) - len(goods & bads)
+    return total
 
 
 def _implicit_wins(group: Group, settings: RuleSettings) -> Iterator[tuple[str, str]]:
@@ -393,7 +421,10 @@ RULES: tuple[tuple[Rule, RuleFunction, CountFunction], ...] = (
     ),
 )
 RULE_NAMES = tuple(rule.name for rule, _, _ in RULES)
-_CANDIDATE_KEYS = tuple(f"candidates:{name}" for name in RULE_NAMES)
+#: RULES, each with the key of its candidate count in the stats.
+_COUNTED_RULES = tuple(
+    (rule, function, count, f"candidates:{rule.name}") for rule, function, count in RULES
+)
 
 
 def _normal(text: str, cache: dict[str, str]) -> str:
@@ -424,13 +455,14 @@ def select_pairs(
     """
     group = Group.of(events)
     first = events[0]
-    prompt = first.prompt
+    prompt_id, prompt = first.prompt_id, first.prompt
     kept: list[Pair] = []
     seen: set[tuple[str, str]] = set()
     normal: dict[str, str] = {}
-    prompt_too_long = len(prompt) > settings.max_text_chars
+    max_chars = settings.max_text_chars
+    prompt_too_long = len(prompt) > max_chars
     cap = settings.max_pairs_per_prompt
-    for (rule, function, count), counted in zip(RULES, _CANDIDATE_KEYS, strict=True):
+    for rule, function, count, counted in _COUNTED_RULES:
         if len(kept) >= cap:
             # Full: the rest cannot be kept, whatever the filters would say.
             over = count(group, settings)
@@ -441,7 +473,8 @@ def select_pairs(
         stats[counted] += len(candidates)
         if not candidates:
             continue
-        ordered = sorted(candidates, key=_order)
+        # Most rules give a prompt one candidate, which needs no ordering key.
+        ordered = sorted(candidates, key=_order) if len(candidates) > 1 else candidates
         for index, (chosen, rejected, margin) in enumerate(ordered):
             if len(kept) >= cap:
                 stats["dropped:over_cap"] += len(ordered) - index
@@ -451,14 +484,17 @@ def select_pairs(
                 stats["dropped:empty"] += 1
             elif key[0] == key[1]:
                 stats["dropped:identical"] += 1
-            elif prompt_too_long or max(len(chosen), len(rejected)) > settings.max_text_chars:
+            elif prompt_too_long or len(chosen) > max_chars or len(rejected) > max_chars:
                 stats["dropped:too_long"] += 1
             elif key in seen:
                 stats["dropped:duplicate"] += 1
             else:
                 seen.add(key)
+                # tuple.__new__: the named tuple's own __new__ is a Python call.
                 kept.append(
-                    Pair(first.prompt_id, prompt, chosen, rejected, rule.weight, margin, rule.name)
+                    tuple.__new__(
+                        Pair, (prompt_id, prompt, chosen, rejected, rule.weight, margin, rule.name)
+                    )
                 )
     return kept
 
